@@ -1,0 +1,18 @@
+"""Mixture-of-Agents (Wang et al. 2024) as a LangChain chat model backed by a LangGraph graph."""
+
+from langchain_moa.chat_models import MoAChatModel
+from langchain_moa.errors import AggregatorError, MoAConfigError, MoAError
+from langchain_moa.graph import MoAContext, MoAState, Proposal, build_moa_graph
+from langchain_moa.prompts import AGGREGATOR_PROMPT
+
+__all__ = [
+    "AGGREGATOR_PROMPT",
+    "AggregatorError",
+    "MoAChatModel",
+    "MoAConfigError",
+    "MoAContext",
+    "MoAError",
+    "MoAState",
+    "Proposal",
+    "build_moa_graph",
+]

@@ -1,0 +1,399 @@
+"""``MoAChatModel``: Mixture-of-Agents as a LangChain chat model."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+    UsageMetadataCallbackHandler,
+)
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.utils import secret_from_env
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.constants import TAG_NOSTREAM
+from langgraph.graph.state import CompiledStateGraph
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from typing_extensions import Self
+
+from langchain_moa.errors import MoAConfigError
+from langchain_moa.graph import AGGREGATOR_NODE, MoAContext, build_moa_graph
+from langchain_moa.models import model_label
+from langchain_moa.prompts import AGGREGATOR_PROMPT
+
+__all__ = ["MoAChatModel"]
+
+# Keyword that carries the parent run from stream()/astream() to _stream()/_astream(): LangChain
+# calls those without the run manager that child runs must nest under.
+_PARENT_RUN = "_moa_parent_run"
+
+
+class MoAChatModel(BaseChatModel):
+    """Mixture-of-Agents (Wang et al. 2024) as a LangChain chat model.
+
+    Each proposer layer asks every proposer in parallel; from the second layer on, proposers also
+    see the previous layer's answers; the aggregator synthesises the last layer's answers into the
+    reply with the paper's aggregate-and-synthesize prompt. Backed by a LangGraph graph
+    (``.graph``), it streams the aggregator's tokens, sums the usage of every call, and records
+    every proposal in ``response_metadata["moa"]``.
+
+    Example:
+        >>> from langchain_moa import MoAChatModel
+        >>> from langchain_moa.fakes import ScriptedChatModel
+        >>> moa = MoAChatModel(
+        ...     proposers=[ScriptedChatModel(answer="Paris"), ScriptedChatModel(answer="Paris, France")],
+        ...     aggregator=ScriptedChatModel(answer="The capital of France is Paris."),
+        ... )
+        >>> moa.invoke("What is the capital of France?").content
+        'The capital of France is Paris.'
+
+        With real models: ``MoAChatModel(proposers=["Qwen/Qwen2.5-72B-Instruct-Turbo",
+        "openai:gpt-4o-mini"], aggregator="Qwen/Qwen2.5-72B-Instruct-Turbo")``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
+
+    proposers: list[BaseChatModel | str]
+    """Proposer models: chat models, ``"provider:model"`` strings, or bare Together model names
+    (e.g. ``"Qwen/Qwen2.5-72B-Instruct-Turbo"``). Each proposer layer asks all of them."""
+    aggregator: BaseChatModel | str
+    """The model that synthesises the last layer's answers into the reply (string or instance)."""
+    layers: int = 2
+    """Layers as the paper counts them: 3 = two proposer layers + the aggregator; 1 = the
+    aggregator alone (a single-model baseline). Default 2."""
+    temperature: float | None = None
+    """Sampling temperature passed to every proposer and aggregator call (``None``: each model's
+    own)."""
+    max_tokens: int | None = None
+    """Token limit passed to every proposer and aggregator call (``None``: each model's own)."""
+    aggregator_prompt: str = AGGREGATOR_PROMPT
+    """The aggregate-and-synthesize prompt; the references follow it as ``"\\n{i}. {answer}"``.
+    Default: the paper's prompt, byte for byte."""
+    proposer_timeout: float | None = None
+    """Seconds one proposer call may take; a slower proposer is dropped from the references.
+    ``None``: no limit. (Async calls are cancelled; a sync call is abandoned to its thread.)"""
+    min_proposals: int = 1
+    """Answers each proposer layer must keep, or the call raises ``MoAError``. Default 1."""
+    max_concurrency: int | None = None
+    """Bound on simultaneous model calls across every call of this model (``None``: no bound)."""
+    api_key: SecretStr | None = Field(
+        default_factory=secret_from_env("TOGETHER_API_KEY", default=None), alias="together_api_key"
+    )
+    """Together API key for model strings without a provider; defaults to ``TOGETHER_API_KEY``."""
+
+    _graph: CompiledStateGraph = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _build_graph(self) -> Self:
+        # Built once, here: bad configuration fails at construction, before any model is called.
+        self._graph = build_moa_graph(
+            self.proposers,
+            self.aggregator,
+            layers=self.layers,
+            aggregator_prompt=self.aggregator_prompt,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            proposer_timeout=self.proposer_timeout,
+            min_proposals=self.min_proposals,
+            max_concurrency=self.max_concurrency,
+            api_key=self.api_key,
+            # The graph runs inside this model's call: it must not write into a caller's checkpoints.
+            checkpointer=False,
+        )
+        return self
+
+    @property
+    def graph(self) -> CompiledStateGraph:
+        """The compiled LangGraph graph behind this model (draw it with ``.get_graph()``)."""
+        return self._graph
+
+    @property
+    def _llm_type(self) -> str:
+        return "moa"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        # The cache key: two configurations that could answer differently must never share it.
+        return {
+            "proposers": [_identity(p) for p in self.proposers],
+            "aggregator": _identity(self.aggregator),
+            "layers": self.layers,
+            "aggregator_prompt": self.aggregator_prompt,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider="moa", ls_model_name=self._aggregator_label(), ls_model_type="chat"
+        )
+        temperature = kwargs.get("temperature", self.temperature)
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
+        if temperature is not None:
+            params["ls_temperature"] = temperature
+        if max_tokens is not None:
+            params["ls_max_tokens"] = max_tokens
+        if stop:
+            params["ls_stop"] = stop
+        return params
+
+    def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        kwargs.pop(_PARENT_RUN, None)
+        return super()._get_invocation_params(stop=stop, **kwargs)
+
+    def _aggregator_label(self) -> str:
+        return self.aggregator if isinstance(self.aggregator, str) else model_label(self.aggregator)
+
+    # -- tools and structured output go to the aggregator -------------------------------------
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Any],
+        *,
+        tool_choice: str | dict | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Give ``tools`` to the aggregator, which makes the tool calls.
+
+        Proposers get no tools; they see earlier tool calls and results as plain text.
+        """
+        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        if tool_choice is not None:
+            kwargs["tool_choice"] = tool_choice
+        return self.bind(tools=formatted, **kwargs)
+
+    # -- running the graph --------------------------------------------------------------------
+
+    def _should_stream(self, *, async_api: bool, **kwargs: Any) -> bool:
+        # Only explicit stream()/astream() take the _stream path. invoke() goes through _generate,
+        # the one place LangChain hands over the run manager; _generate forwards tokens itself.
+        return bool(kwargs.get("stream")) and super()._should_stream(async_api=async_api, **kwargs)
+
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        config, parent = _with_run_id(config)
+        return super().stream(input, config, stop=stop, **{_PARENT_RUN: parent, **kwargs})
+
+    def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        config, parent = _with_run_id(config)
+        return super().astream(input, config, stop=stop, **{_PARENT_RUN: parent, **kwargs})
+
+    def _graph_run(
+        self, messages: list[BaseMessage], stop: list[str] | None, callbacks: CallbackManager, kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], RunnableConfig, MoAContext]:
+        _check_messages(messages)
+        kwargs.pop(_PARENT_RUN, None)
+        aggregator_kwargs = {**kwargs, "stop": stop} if stop else dict(kwargs)
+        context = MoAContext(
+            temperature=aggregator_kwargs.pop("temperature", None),
+            max_tokens=aggregator_kwargs.pop("max_tokens", None),
+            aggregator_kwargs=aggregator_kwargs,
+        )
+        config = RunnableConfig(callbacks=callbacks, recursion_limit=2 * self.layers + 10)
+        return {"messages": messages}, config, context
+
+    def _chunks(
+        self, messages: list[BaseMessage], stop: list[str] | None, callbacks: CallbackManager, kwargs: dict[str, Any]
+    ) -> Iterator[ChatGenerationChunk]:
+        state, config, context = self._graph_run(messages, stop, callbacks, kwargs)
+        answer: AIMessage | None = None
+        for mode, data in self._graph.stream(state, config, context=context, stream_mode=["custom", "updates"]):
+            if mode == "custom" and _is_token(data):
+                yield _token(data["chunk"])
+            elif mode == "updates" and AGGREGATOR_NODE in data:
+                answer = data[AGGREGATOR_NODE]["messages"][-1]
+        yield _final(answer)
+
+    async def _achunks(
+        self, messages: list[BaseMessage], stop: list[str] | None, callbacks: CallbackManager, kwargs: dict[str, Any]
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        state, config, context = self._graph_run(messages, stop, callbacks, kwargs)
+        answer: AIMessage | None = None
+        async for mode, data in self._graph.astream(state, config, context=context, stream_mode=["custom", "updates"]):
+            if mode == "custom" and _is_token(data):
+                yield _token(data["chunk"])
+            elif mode == "updates" and AGGREGATOR_NODE in data:
+                answer = data[AGGREGATOR_NODE]["messages"][-1]
+        yield _final(answer)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        chunks = self._chunks(messages, stop, _child_callbacks(run_manager, kwargs), kwargs)
+        if run_manager is None:
+            return generate_from_stream(chunks)
+        return generate_from_stream(_forward_tokens(chunks, run_manager))
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        chunks = self._achunks(messages, stop, _child_callbacks(run_manager, kwargs), kwargs)
+        if run_manager is None:
+            return await agenerate_from_stream(chunks)
+        return await agenerate_from_stream(_aforward_tokens(chunks, run_manager))
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        yield from self._chunks(messages, stop, _child_callbacks(run_manager, kwargs, self), kwargs)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        async for chunk in self._achunks(messages, stop, _child_callbacks(run_manager, kwargs, self), kwargs):
+            yield chunk
+
+
+def _identity(model: BaseChatModel | str) -> str:
+    if isinstance(model, str):
+        return model
+    return f"{model._llm_type}:{sorted(model._identifying_params.items())}"  # noqa: SLF001
+
+
+def _check_messages(messages: Sequence[BaseMessage]) -> None:
+    if not messages:
+        msg = "the conversation is empty: pass at least one message, e.g. moa.invoke('Hello')"
+        raise MoAConfigError(msg)
+
+
+class _ParentRun:
+    """The run ``stream()`` opens, described for ``_stream`` (see ``_PARENT_RUN``)."""
+
+    def __init__(self, run_id: uuid.UUID, config: RunnableConfig) -> None:
+        self.run_id = run_id
+        self.config = config
+
+
+def _with_run_id(config: RunnableConfig | None) -> tuple[RunnableConfig, _ParentRun]:
+    config = ensure_config(config)
+    run_id = config.get("run_id") or uuid.uuid4()
+    config = {**config, "run_id": run_id}
+    return config, _ParentRun(run_id, config)
+
+
+def _child_callbacks(
+    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+    kwargs: dict[str, Any],
+    model: MoAChatModel | None = None,
+) -> CallbackManager:
+    """Callbacks for the graph: every model call inside becomes a child run of the MoA run.
+
+    Children are tagged ``nostream`` so a surrounding LangGraph ``messages`` stream shows the MoA
+    answer once rather than every proposer's tokens too, and they do not report to usage
+    handlers: the MoA answer already carries the summed usage of all of them.
+    """
+    parent: _ParentRun | None = kwargs.get(_PARENT_RUN)
+    if run_manager is not None:
+        run_id = run_manager.run_id
+        handlers, tags, metadata = (
+            run_manager.inheritable_handlers,
+            run_manager.inheritable_tags,
+            run_manager.inheritable_metadata,
+        )
+    elif parent is not None and model is not None:
+        configured = CallbackManager.configure(
+            parent.config.get("callbacks"),
+            model.callbacks,
+            model.verbose,
+            parent.config.get("tags"),
+            model.tags,
+            parent.config.get("metadata"),
+            model.metadata,
+        )
+        run_id = parent.run_id
+        handlers, tags, metadata = (
+            configured.inheritable_handlers,
+            configured.inheritable_tags,
+            configured.inheritable_metadata,
+        )
+    else:
+        return CallbackManager(handlers=[])
+    manager = CallbackManager(handlers=[], parent_run_id=run_id)
+    manager.set_handlers([h for h in handlers if not _counts_usage(h)])
+    manager.add_tags([*tags, TAG_NOSTREAM])
+    manager.add_metadata(metadata)
+    return manager
+
+
+def _counts_usage(handler: BaseCallbackHandler) -> bool:
+    return isinstance(handler, UsageMetadataCallbackHandler)
+
+
+def _is_token(event: dict[str, Any]) -> bool:
+    chunk = event["chunk"] if event.get("event") == "token" else None
+    return chunk is not None and bool(chunk.content or chunk.tool_call_chunks)
+
+
+def _token(chunk: AIMessageChunk) -> ChatGenerationChunk:
+    # The aggregator's own id, usage and metadata stay out: the MoA run has its own, sent last.
+    return ChatGenerationChunk(
+        message=AIMessageChunk(content=chunk.content, tool_call_chunks=chunk.tool_call_chunks)
+    )
+
+
+def _final(answer: AIMessage | None) -> ChatGenerationChunk:
+    if answer is None:  # the graph always ends in the aggregator; this would be a bug
+        msg = "the MoA graph finished without an answer"
+        raise RuntimeError(msg)
+    return ChatGenerationChunk(
+        message=AIMessageChunk(
+            content="",
+            usage_metadata=answer.usage_metadata,
+            response_metadata=answer.response_metadata,
+            chunk_position="last",
+        )
+    )
+
+
+def _forward_tokens(
+    chunks: Iterator[ChatGenerationChunk], run_manager: CallbackManagerForLLMRun
+) -> Iterator[ChatGenerationChunk]:
+    for chunk in chunks:
+        run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        yield chunk
+
+
+async def _aforward_tokens(
+    chunks: AsyncIterator[ChatGenerationChunk], run_manager: AsyncCallbackManagerForLLMRun
+) -> AsyncIterator[ChatGenerationChunk]:
+    async for chunk in chunks:
+        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        yield chunk

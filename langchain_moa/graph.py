@@ -1,0 +1,484 @@
+"""The Mixture-of-Agents graph: layers of parallel proposers, joined, then the aggregator.
+
+``build_moa_graph`` reads like the paper's figure::
+
+    START ─┬─ layer 1 #1 ─┬─ layer 1 done ─┬─ layer 2 #1 ─┬─ layer 2 done ── aggregator ── END
+           └─ layer 1 #2 ─┘                └─ layer 2 #2 ─┘
+
+Every proposer is its own node, so LangGraph Studio draws who is in each layer. Proposer nodes never
+raise: a failure or timeout is recorded in the state and the proposal is dropped from the references
+(a raising node would cancel its siblings, and a join can then skip the aggregator). The join node of
+each layer raises ``MoAError`` when fewer than ``min_proposals`` answers survive.
+
+The graph's input is LangGraph's ``MessagesState``; its answer is appended to ``messages`` as an
+``AIMessage`` with the summed usage and every proposal in ``response_metadata["moa"]``. Progress and
+the aggregator's tokens are sent as custom stream events (``stream_mode="custom"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextvars import copy_context
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypedDict
+
+from langchain_core.language_models import BaseChatModel, LanguageModelLike
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    ToolMessage,
+    message_chunk_to_message,
+)
+from langchain_core.messages.ai import UsageMetadata, add_usage
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import get_runtime
+from langgraph.types import Checkpointer
+from pydantic import SecretStr
+
+from langchain_moa._limits import CallLimit
+from langchain_moa._messages import as_chunk
+from langchain_moa.errors import AggregatorError, MoAConfigError, MoAError
+from langchain_moa.models import model_label, resolve_chat_model
+from langchain_moa.prompts import AGGREGATOR_PROMPT, inject_references
+
+__all__ = [
+    "AGGREGATOR_NODE",
+    "MoAContext",
+    "MoAState",
+    "Proposal",
+    "build_moa_graph",
+    "proposer_view",
+]
+
+AGGREGATOR_NODE = "aggregator"
+"""Name of the aggregator node (the last node of every MoA graph)."""
+
+
+class Proposal(TypedDict):
+    """One proposer's answer (or failure) in one layer."""
+
+    node: str
+    """Graph node that produced it."""
+    layer: int
+    """Proposer layer, from 1."""
+    index: int
+    """Position in the proposer list, from 1."""
+    model: str
+    """The proposer model's name."""
+    content: str | None
+    """The answer's text; ``None`` when the proposer failed."""
+    error: str | None
+    """Why the proposer failed (``"TimeoutError: ..."``); ``None`` when it answered."""
+    usage: UsageMetadata | None
+    """Token usage the provider reported, if any."""
+    latency_s: float
+    """Seconds the call took (or until it was given up)."""
+
+
+def _merge_proposals(old: dict[str, Proposal], new: dict[str, Proposal]) -> dict[str, Proposal]:
+    # Keyed by node: each turn overwrites every entry before anyone reads it.
+    return {**old, **new}
+
+
+class MoAState(MessagesState):
+    """Graph state: the conversation plus this turn's proposals, keyed by node name."""
+
+    proposals: Annotated[dict[str, Proposal], _merge_proposals]
+
+
+@dataclass(frozen=True)
+class MoAContext:
+    """Per-run options (LangGraph run context); ``None`` keeps the graph's default."""
+
+    temperature: float | None = None
+    """Sampling temperature for every proposer and aggregator call."""
+    max_tokens: int | None = None
+    """Token limit of every proposer and aggregator answer."""
+    aggregator_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """Extra call arguments for the aggregator alone: ``tools``/``tool_choice`` (bound with its own
+    ``bind_tools``), ``stop`` and any other invocation keyword."""
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What every node of one graph shares."""
+
+    prompt: str
+    temperature: float | None
+    max_tokens: int | None
+    proposer_timeout: float | None
+    limit: CallLimit
+
+    def call_kwargs(self) -> dict[str, Any]:
+        """Sampling arguments of this run: the run context overrides the graph's defaults."""
+        context = _run_context()
+        temperature = _first_set(context.temperature, self.temperature)
+        max_tokens = _first_set(context.max_tokens, self.max_tokens)
+        kwargs: dict[str, Any] = {}
+        if temperature is not None:
+            kwargs["temperature"] = temperature
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
+        return kwargs
+
+
+def _first_set(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _run_context() -> MoAContext:
+    context = get_runtime().context
+    return context if isinstance(context, MoAContext) else MoAContext()
+
+
+def _emit(event: dict[str, Any]) -> None:
+    get_stream_writer()(event)
+
+
+def proposer_view(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """The conversation as a text-only model can read it.
+
+    Proposers get no tools, so tool calls become assistant text and tool results become user text;
+    every other message is kept as is.
+    """
+    tool_names: dict[str, str] = {}
+    view: list[BaseMessage] = []
+    for message in messages:
+        if isinstance(message, AIMessage) and message.tool_calls:
+            calls = []
+            for call in message.tool_calls:
+                tool_names[call.get("id") or ""] = call["name"]
+                calls.append(f"{call['name']}({json.dumps(call['args'], ensure_ascii=False)})")
+            text = message.text
+            view.append(AIMessage(content=(text + "\n" if text else "") + "Called " + "; ".join(calls)))
+        elif isinstance(message, ToolMessage):
+            name = message.name or tool_names.get(message.tool_call_id, "tool")
+            view.append(HumanMessage(content=f"Result of {name}: {message.text}"))
+        else:
+            view.append(message)
+    return view
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+class _ProposerNode:
+    """One proposer in one layer: answers the conversation, seeing the previous layer's answers."""
+
+    def __init__(
+        self,
+        node: str,
+        model: BaseChatModel,
+        *,
+        layer: int,
+        index: int,
+        references_from: Sequence[str],
+        settings: _Settings,
+    ) -> None:
+        self.node = node
+        self.model = model
+        self.label = model_label(model)
+        self.layer = layer
+        self.index = index
+        self.references_from = list(references_from)
+        self.settings = settings
+
+    def runnable(self) -> RunnableLambda:
+        return RunnableLambda(self.invoke, afunc=self.ainvoke, name=self.node)
+
+    def _prompt(self, state: MoAState) -> list[BaseMessage]:
+        references = _references(state, self.references_from)
+        return inject_references(proposer_view(state["messages"]), self.settings.prompt, references)
+
+    def _record(
+        self, started: float, message: BaseMessage | None, error: BaseException | None
+    ) -> dict[str, Any]:
+        proposal = Proposal(
+            node=self.node,
+            layer=self.layer,
+            index=self.index,
+            model=self.label,
+            content=None,
+            error=None,
+            usage=None,
+            latency_s=round(time.perf_counter() - started, 4),
+        )
+        if error is None and message is not None:
+            text = message.text.strip()
+            if text:
+                proposal["content"] = message.text
+                proposal["usage"] = getattr(message, "usage_metadata", None)
+            else:
+                proposal["error"] = "EmptyAnswer: the model returned no text"
+        else:
+            proposal["error"] = _error_text(error) if error else "no answer"
+        _emit({"event": "proposal", **proposal})
+        return {"proposals": {self.node: proposal}}
+
+    def _started(self) -> float:
+        _emit(
+            {"event": "proposer_start", "node": self.node, "layer": self.layer,
+             "index": self.index, "model": self.label}
+        )
+        return time.perf_counter()
+
+    def invoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
+        messages, kwargs, timeout = self._prompt(state), self.settings.call_kwargs(), self.settings.proposer_timeout
+        with self.settings.limit.sync_slot():
+            started = self._started()
+            try:
+                if timeout is None:
+                    return self._record(started, self.model.invoke(messages, config, **kwargs), None)
+                # A sync call cannot be cancelled: after the timeout it is abandoned to its thread.
+                pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moa-proposer")
+                future = pool.submit(copy_context().run, self.model.invoke, messages, config, **kwargs)
+                pool.shutdown(wait=False)
+                return self._record(started, future.result(timeout=timeout), None)
+            except FutureTimeout:
+                return self._record(started, None, TimeoutError(f"no answer within {timeout}s (proposer_timeout)"))
+            except Exception as error:  # noqa: BLE001 - any provider failure drops this proposal
+                return self._record(started, None, error)
+
+    async def ainvoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
+        messages, kwargs, timeout = self._prompt(state), self.settings.call_kwargs(), self.settings.proposer_timeout
+        async with self.settings.limit.async_slot():
+            started = self._started()
+            try:
+                answer = await asyncio.wait_for(self.model.ainvoke(messages, config, **kwargs), timeout)
+                return self._record(started, answer, None)
+            except TimeoutError:
+                return self._record(started, None, TimeoutError(f"no answer within {timeout}s (proposer_timeout)"))
+            except Exception as error:  # noqa: BLE001 - any provider failure drops this proposal
+                return self._record(started, None, error)
+
+
+def _references(state: MoAState, nodes: Sequence[str]) -> list[str]:
+    """The answers of ``nodes`` that succeeded, in proposer order."""
+    proposals = state.get("proposals") or {}
+    return [p["content"] for n in nodes if (p := proposals.get(n)) and p["content"] is not None]
+
+
+class _LayerJoin:
+    """Waits for a whole layer and checks that enough of it answered."""
+
+    def __init__(self, layer: int, nodes: Sequence[str], min_proposals: int) -> None:
+        self.layer = layer
+        self.nodes = list(nodes)
+        self.min_proposals = min_proposals
+
+    def __call__(self, state: MoAState) -> dict[str, Any]:
+        proposals = [state["proposals"][n] for n in self.nodes]
+        answered = [p for p in proposals if p["error"] is None]
+        if len(answered) < self.min_proposals:
+            failures = "; ".join(
+                f"proposer {p['index']} ({p['model']}): {p['error']}" for p in proposals if p["error"]
+            )
+            msg = (
+                f"layer {self.layer} kept {len(answered)} of {len(proposals)} proposals, fewer than "
+                f"min_proposals={self.min_proposals}. Failed: {failures}"
+            )
+            raise MoAError(msg)
+        return {}
+
+
+class _AggregatorNode:
+    """Synthesises the last layer's answers into the reply, streaming its tokens."""
+
+    def __init__(
+        self,
+        model: BaseChatModel,
+        *,
+        references_from: Sequence[str],
+        layer_nodes: Sequence[Sequence[str]],
+        settings: _Settings,
+    ) -> None:
+        self.model = model
+        self.label = model_label(model)
+        self.references_from = list(references_from)
+        self.layer_nodes = [list(nodes) for nodes in layer_nodes]
+        self.settings = settings
+
+    def runnable(self) -> RunnableLambda:
+        return RunnableLambda(self.invoke, afunc=self.ainvoke, name=AGGREGATOR_NODE)
+
+    def _call(self, state: MoAState) -> tuple[LanguageModelLike, list[BaseMessage], dict[str, Any]]:
+        references = _references(state, self.references_from)
+        messages = inject_references(state["messages"], self.settings.prompt, references)
+        kwargs = {**_run_context().aggregator_kwargs, **self.settings.call_kwargs()}
+        model: LanguageModelLike = self.model
+        if "tools" in kwargs:
+            tools, tool_choice = kwargs.pop("tools"), kwargs.pop("tool_choice", None)
+            bind_kwargs = {k: kwargs.pop(k) for k in ("parallel_tool_calls", "strict") if k in kwargs}
+            model = self.model.bind_tools(tools, tool_choice=tool_choice, **bind_kwargs)
+        _emit({"event": "aggregator_start", "model": self.label, "references": len(references)})
+        return model, messages, kwargs
+
+    def invoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
+        model, messages, kwargs = self._call(state)
+        started, answer = time.perf_counter(), None
+        try:
+            with self.settings.limit.sync_slot():
+                for chunk in model.stream(messages, config, **kwargs):
+                    answer = _add_chunk(answer, chunk)
+        except Exception as error:
+            raise AggregatorError(f"aggregator ({self.label}) failed: {_error_text(error)}") from error
+        return self._answer(state, answer, started)
+
+    async def ainvoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
+        model, messages, kwargs = self._call(state)
+        started, answer = time.perf_counter(), None
+        try:
+            async with self.settings.limit.async_slot():
+                async for chunk in model.astream(messages, config, **kwargs):
+                    answer = _add_chunk(answer, chunk)
+        except Exception as error:
+            raise AggregatorError(f"aggregator ({self.label}) failed: {_error_text(error)}") from error
+        return self._answer(state, answer, started)
+
+    def _answer(self, state: MoAState, answer: AIMessageChunk | None, started: float) -> dict[str, Any]:
+        if answer is None:
+            raise AggregatorError(f"aggregator ({self.label}) returned nothing")
+        message = message_chunk_to_message(answer)
+        proposals = state.get("proposals") or {}
+        layers = [[proposals[n] for n in nodes] for nodes in self.layer_nodes]
+        usage = answer.usage_metadata
+        for layer in layers:
+            for proposal in layer:
+                usage = add_usage(usage, proposal["usage"])
+        moa = {
+            "layers": layers,
+            "aggregator": {
+                "model": self.label,
+                "usage": answer.usage_metadata,
+                "latency_s": round(time.perf_counter() - started, 4),
+            },
+        }
+        final = AIMessage(
+            content=message.content,
+            tool_calls=getattr(message, "tool_calls", []),
+            invalid_tool_calls=getattr(message, "invalid_tool_calls", []),
+            usage_metadata=usage,
+            response_metadata={"model_name": f"moa/{self.label}", "model_provider": "moa", "moa": moa},
+        )
+        return {"messages": [final]}
+
+
+def _add_chunk(total: AIMessageChunk | None, chunk: BaseMessage) -> AIMessageChunk:
+    """Accumulate a streamed chunk and forward it to custom-stream listeners."""
+    chunk = as_chunk(chunk)  # a model without streaming yields one whole AIMessage
+    _emit({"event": "token", "chunk": chunk})
+    return chunk if total is None else total + chunk
+
+
+def proposer_node_name(layer: int, index: int, model: BaseChatModel) -> str:
+    """Readable, unique node name, e.g. ``"layer 1 #2 Qwen2.5-72B-Instruct-Turbo"``."""
+    return f"layer {layer} #{index} {model_label(model).rsplit('/', 1)[-1]}"
+
+
+def _check(
+    proposers: Sequence[Any], layers: int, min_proposals: int, timeout: float | None, limit: int | None
+) -> None:
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+        msg = f"layers must be an integer >= 1 (1 = the aggregator alone, 2 = one proposer layer), got {layers!r}"
+        raise MoAConfigError(msg)
+    if layers > 1 and not proposers:
+        msg = "proposers is empty: give at least one model, e.g. proposers=['openai:gpt-4o-mini'] (or layers=1)"
+        raise MoAConfigError(msg)
+    if min_proposals < 1 or (layers > 1 and min_proposals > len(proposers)):
+        msg = (
+            f"min_proposals must be between 1 and the number of proposers ({len(proposers)}), "
+            f"got {min_proposals!r}"
+        )
+        raise MoAConfigError(msg)
+    if timeout is not None and timeout <= 0:
+        msg = f"proposer_timeout must be a positive number of seconds or None, got {timeout!r}"
+        raise MoAConfigError(msg)
+    if limit is not None and limit < 1:
+        msg = f"max_concurrency must be >= 1 or None (no bound), got {limit!r}"
+        raise MoAConfigError(msg)
+
+
+def build_moa_graph(
+    proposers: Sequence[BaseChatModel | str],
+    aggregator: BaseChatModel | str,
+    *,
+    layers: int = 2,
+    aggregator_prompt: str = AGGREGATOR_PROMPT,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    proposer_timeout: float | None = None,
+    min_proposals: int = 1,
+    max_concurrency: int | None = None,
+    api_key: SecretStr | None = None,
+    checkpointer: Checkpointer | Literal[False] = None,
+    name: str = "moa",
+) -> CompiledStateGraph:
+    """Build the Mixture-of-Agents graph.
+
+    Args:
+        proposers: chat models or ``"provider:model"`` strings; each proposer layer runs them all.
+        aggregator: the model that synthesises the last layer's answers.
+        layers: counted as the paper does: 3 = two proposer layers and the aggregator; 1 = the
+            aggregator alone.
+        aggregator_prompt: the aggregate-and-synthesize prompt; the paper's by default.
+        temperature: sampling temperature of every call (``None``: each model's own).
+        max_tokens: token limit of every answer (``None``: each model's own).
+        proposer_timeout: seconds a proposer may take before it is dropped.
+        min_proposals: answers each layer must keep, or the run raises ``MoAError``.
+        max_concurrency: bound on simultaneous model calls across every run of this graph.
+        api_key: Together key for bare model names (default: ``TOGETHER_API_KEY``).
+        checkpointer: passed to ``compile``; ``False`` when the graph runs inside another graph's node.
+        name: the compiled graph's name.
+
+    Example:
+        >>> from langchain_moa.fakes import ScriptedChatModel
+        >>> graph = build_moa_graph([ScriptedChatModel(answer="4")] * 2, ScriptedChatModel(answer="Four."))
+        >>> graph.invoke({"messages": [("user", "2+2?")]})["messages"][-1].content
+        'Four.'
+    """
+    _check(proposers, layers, min_proposals, proposer_timeout, max_concurrency)
+    proposer_models = [resolve_chat_model(p, api_key=api_key) for p in proposers] if layers > 1 else []
+    aggregator_model = resolve_chat_model(aggregator, api_key=api_key)
+    settings = _Settings(
+        prompt=aggregator_prompt,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        proposer_timeout=proposer_timeout,
+        limit=CallLimit(max_concurrency),
+    )
+
+    graph = StateGraph(MoAState, context_schema=MoAContext, input_schema=MessagesState)
+    previous_join, previous_layer = START, []
+    layer_nodes: list[list[str]] = []
+    for layer in range(1, layers):
+        names = [proposer_node_name(layer, i, m) for i, m in enumerate(proposer_models, start=1)]
+        for index, (node, model) in enumerate(zip(names, proposer_models, strict=True), start=1):
+            proposer = _ProposerNode(
+                node, model, layer=layer, index=index, references_from=previous_layer, settings=settings
+            )
+            graph.add_node(node, proposer.runnable())
+            graph.add_edge(previous_join, node)
+        join = f"layer {layer} done"
+        graph.add_node(join, _LayerJoin(layer, names, min_proposals))
+        graph.add_edge(names, join)
+        previous_join, previous_layer = join, names
+        layer_nodes.append(names)
+
+    aggregate = _AggregatorNode(
+        aggregator_model, references_from=previous_layer, layer_nodes=layer_nodes, settings=settings
+    )
+    graph.add_node(AGGREGATOR_NODE, aggregate.runnable())
+    graph.add_edge(previous_join, AGGREGATOR_NODE)
+    graph.add_edge(AGGREGATOR_NODE, END)
+    return graph.compile(checkpointer=checkpointer, name=name)

@@ -1,0 +1,99 @@
+"""Turn ``"provider:model"`` strings and chat model instances into chat models, with helpful errors.
+
+A string is resolved like ``langchain.chat_models.init_chat_model``: ``"openai:gpt-4o"`` uses
+``langchain-openai``. A bare name such as ``"Qwen/Qwen2.5-72B-Instruct-Turbo"`` is a Together model,
+as in the paper's code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from pydantic import SecretStr
+
+from langchain_moa.errors import MoAConfigError
+
+__all__ = ["DEFAULT_PROVIDER", "model_label", "resolve_chat_model", "split_model_string"]
+
+DEFAULT_PROVIDER = "together"
+"""Provider of bare model names (the paper's code calls Together)."""
+
+_TOGETHER_KEY_VAR = "TOGETHER_API_KEY"
+
+
+def _known_providers() -> list[str]:
+    from langchain.chat_models import base  # imported lazily: `langchain` is slow to import
+
+    return sorted(base._BUILTIN_PROVIDERS)  # noqa: SLF001 - the list init_chat_model accepts
+
+
+def split_model_string(spec: str) -> tuple[str, str]:
+    """Split ``"provider:model"`` into its parts; a bare name gets the default provider.
+
+    Example:
+        >>> split_model_string("openai:gpt-4o-mini")
+        ('openai', 'gpt-4o-mini')
+        >>> split_model_string("Qwen/Qwen2.5-72B-Instruct-Turbo")
+        ('together', 'Qwen/Qwen2.5-72B-Instruct-Turbo')
+    """
+    prefix, sep, rest = spec.partition(":")
+    # Model names may themselves contain ':' (e.g. ollama tags) but never before an org '/'.
+    if sep and "/" not in prefix and rest:
+        return prefix, rest
+    return DEFAULT_PROVIDER, spec
+
+
+def resolve_chat_model(spec: BaseChatModel | str, *, api_key: SecretStr | None = None) -> BaseChatModel:
+    """Return the chat model ``spec`` names.
+
+    Args:
+        spec: a chat model (returned as is), ``"provider:model"`` or a bare Together model name.
+        api_key: key for Together models; defaults to the ``TOGETHER_API_KEY`` variable.
+
+    Raises:
+        MoAConfigError: unknown provider (with a suggestion), missing package, or missing key.
+    """
+    if isinstance(spec, BaseChatModel):
+        return spec
+    if not isinstance(spec, str) or not spec.strip():
+        msg = (
+            f"a model must be a LangChain chat model or a 'provider:model' string, got {spec!r}"
+        )
+        raise MoAConfigError(msg)
+    provider, model = split_model_string(spec.strip())
+    known = _known_providers()
+    if provider not in known:
+        close = difflib.get_close_matches(provider, known, n=1)
+        hint = f" — did you mean {close[0]!r}?" if close else f"; known providers: {', '.join(known)}"
+        msg = f"unknown provider {provider!r} in model {spec!r}{hint}"
+        raise MoAConfigError(msg)
+    kwargs: dict[str, Any] = {}
+    if provider == DEFAULT_PROVIDER:
+        key = api_key.get_secret_value() if api_key else os.environ.get(_TOGETHER_KEY_VAR)
+        if not key:
+            msg = (
+                f"no API key for Together model {model!r}: set {_TOGETHER_KEY_VAR} or pass "
+                "api_key=... (or use a local preset, which needs no key)"
+            )
+            raise MoAConfigError(msg)
+        # Together reports token usage while streaming only when asked to.
+        kwargs = {"api_key": key, "stream_usage": True}
+    from langchain.chat_models import init_chat_model
+
+    try:
+        return init_chat_model(model, model_provider=provider, **kwargs)
+    except ImportError as e:
+        msg = f"model {spec!r} needs a package that is not installed: {e}"
+        raise MoAConfigError(msg) from e
+
+
+def model_label(model: BaseChatModel) -> str:
+    """A short human-readable name of a chat model, e.g. ``"Qwen/Qwen2.5-72B-Instruct-Turbo"``."""
+    for attr in ("model_name", "model", "model_id"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return model._llm_type  # noqa: SLF001 - every chat model defines it
