@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from contextvars import Context, copy_context
+from typing import Any, TypeVar
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
@@ -18,6 +20,7 @@ from langchain_core.language_models.chat_models import agenerate_from_stream, ge
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.tracers.context import _configure_hooks
 from langchain_core.utils import secret_from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.constants import TAG_NOSTREAM
@@ -85,6 +88,15 @@ class MoAChatModel(BaseChatModel):
     """Answers each proposer layer must keep, or the call raises ``MoAError``. Default 1."""
     max_concurrency: int | None = None
     """Bound on simultaneous model calls across every call of this model (``None``: no bound)."""
+    max_retries: int | None = None
+    """Retries of each proposer call that raises (exponential backoff with jitter). ``None``: leave
+    retries to each model's own client (most retry rate limits and 5xx already). The aggregator
+    streams its answer and relies on its own client's retries."""
+    timeout: float | None = None
+    """LangChain's standard name for a per-call time limit: used as ``proposer_timeout`` when that
+    is not set."""
+    stop: list[str] | None = None
+    """Stop sequences for the aggregator's answer (proposers answer in full)."""
     api_key: SecretStr | None = Field(
         default_factory=secret_from_env("TOGETHER_API_KEY", default=None), alias="together_api_key"
     )
@@ -102,7 +114,8 @@ class MoAChatModel(BaseChatModel):
             aggregator_prompt=self.aggregator_prompt,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
-            proposer_timeout=self.proposer_timeout,
+            proposer_timeout=self.proposer_timeout if self.proposer_timeout is not None else self.timeout,
+            max_retries=self.max_retries,
             min_proposals=self.min_proposals,
             max_concurrency=self.max_concurrency,
             api_key=self.api_key,
@@ -130,11 +143,15 @@ class MoAChatModel(BaseChatModel):
             "aggregator_prompt": self.aggregator_prompt,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
+            "stop": self.stop,
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        model = kwargs.get("model")  # a call-time model override goes to the aggregator
         params = LangSmithParams(
-            ls_provider="moa", ls_model_name=self._aggregator_label(), ls_model_type="chat"
+            ls_provider="moa",
+            ls_model_name=model if isinstance(model, str) else self._aggregator_label(),
+            ls_model_type="chat",
         )
         temperature = kwargs.get("temperature", self.temperature)
         max_tokens = kwargs.get("max_tokens", self.max_tokens)
@@ -142,8 +159,8 @@ class MoAChatModel(BaseChatModel):
             params["ls_temperature"] = temperature
         if max_tokens is not None:
             params["ls_max_tokens"] = max_tokens
-        if stop:
-            params["ls_stop"] = stop
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
         return params
 
     def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -205,6 +222,7 @@ class MoAChatModel(BaseChatModel):
     ) -> tuple[dict[str, Any], RunnableConfig, MoAContext]:
         _check_messages(messages)
         kwargs.pop(_PARENT_RUN, None)
+        stop = stop or self.stop
         aggregator_kwargs = {**kwargs, "stop": stop} if stop else dict(kwargs)
         context = MoAContext(
             temperature=aggregator_kwargs.pop("temperature", None),
@@ -212,14 +230,16 @@ class MoAChatModel(BaseChatModel):
             aggregator_kwargs=aggregator_kwargs,
         )
         config = RunnableConfig(callbacks=callbacks, recursion_limit=2 * self.layers + 10)
-        return {"messages": messages}, config, context
+        # Copies: the graph gives messages ids, and the caller's messages must stay as they were.
+        return {"messages": [m.model_copy() for m in messages]}, config, context
 
     def _chunks(
         self, messages: list[BaseMessage], stop: list[str] | None, callbacks: CallbackManager, kwargs: dict[str, Any]
     ) -> Iterator[ChatGenerationChunk]:
         state, config, context = self._graph_run(messages, stop, callbacks, kwargs)
         answer: AIMessage | None = None
-        for mode, data in self._graph.stream(state, config, context=context, stream_mode=["custom", "updates"]):
+        events = self._graph.stream(state, config, context=context, stream_mode=["custom", "updates"])
+        for mode, data in _in_context(events, _context_without_usage_hooks()):
             if mode == "custom" and _is_token(data):
                 yield _token(data["chunk"])
             elif mode == "updates" and AGGREGATOR_NODE in data:
@@ -231,7 +251,8 @@ class MoAChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         state, config, context = self._graph_run(messages, stop, callbacks, kwargs)
         answer: AIMessage | None = None
-        async for mode, data in self._graph.astream(state, config, context=context, stream_mode=["custom", "updates"]):
+        events = self._graph.astream(state, config, context=context, stream_mode=["custom", "updates"])
+        async for mode, data in _ain_context(events, _context_without_usage_hooks()):
             if mode == "custom" and _is_token(data):
                 yield _token(data["chunk"])
             elif mode == "updates" and AGGREGATOR_NODE in data:
@@ -355,6 +376,47 @@ def _child_callbacks(
 
 def _counts_usage(handler: BaseCallbackHandler) -> bool:
     return isinstance(handler, UsageMetadataCallbackHandler)
+
+
+def _context_without_usage_hooks() -> Context | None:
+    """A copy of the current context with ``get_usage_metadata_callback()`` handlers unset.
+
+    Those handlers are not passed down as callbacks: LangChain re-attaches them to every run
+    configured while their context variable is set. ``None`` when none is active.
+    """
+    hooked = [var for var, *_ in _configure_hooks if _counts_usage(var.get())]
+    if not hooked:
+        return None
+    context = copy_context()
+    for var in hooked:
+        context.run(var.set, None)
+    return context
+
+
+_T = TypeVar("_T")
+
+
+def _in_context(iterator: Iterator[_T], context: Context | None) -> Iterator[_T]:
+    """Run each step of ``iterator`` inside ``context`` (as is when ``None``)."""
+    if context is None:
+        yield from iterator
+        return
+    done = object()
+    while (item := context.run(next, iterator, done)) is not done:
+        yield item  # type: ignore[misc]
+
+
+async def _ain_context(iterator: AsyncIterator[_T], context: Context | None) -> AsyncIterator[_T]:
+    """Run each step of ``iterator`` inside ``context`` (as is when ``None``)."""
+    if context is None:
+        async for item in iterator:
+            yield item
+        return
+    while True:
+        try:
+            yield await asyncio.create_task(anext(iterator), context=context)  # type: ignore[arg-type]
+        except StopAsyncIteration:
+            return
 
 
 def _is_token(event: dict[str, Any]) -> bool:

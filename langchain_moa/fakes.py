@@ -20,7 +20,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, SkipValidation
 
 from langchain_moa._messages import as_chunk
 
@@ -53,9 +53,9 @@ class ScriptedChatModel(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    answer: Reply | None = None
+    answer: SkipValidation[Reply | None] = None
     """The reply to every call (used when ``answers`` and ``respond`` are not set)."""
-    answers: Sequence[Reply] = ()
+    answers: SkipValidation[Sequence[Reply]] = ()
     """Successive replies, one per call, cycling when exhausted."""
     respond: Callable[[list[BaseMessage], dict[str, Any]], Reply] | None = None
     """A function of (messages, call kwargs) giving the reply; overrides the other two."""

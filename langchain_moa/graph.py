@@ -117,7 +117,14 @@ class _Settings:
     temperature: float | None
     max_tokens: int | None
     proposer_timeout: float | None
+    max_retries: int | None
     limit: CallLimit
+
+    def with_retries(self, model: LanguageModelLike) -> LanguageModelLike:
+        """``model`` retried on any exception, when retries are asked for."""
+        if not self.max_retries:
+            return model
+        return model.with_retry(stop_after_attempt=self.max_retries + 1, wait_exponential_jitter=True)
 
     def call_kwargs(self) -> dict[str, Any]:
         """Sampling arguments of this run: the run context overrides the graph's defaults."""
@@ -187,7 +194,7 @@ class _ProposerNode:
         settings: _Settings,
     ) -> None:
         self.node = node
-        self.model = model
+        self.model = settings.with_retries(model)
         self.label = model_label(model)
         self.layer = layer
         self.index = index
@@ -387,7 +394,12 @@ def proposer_node_name(layer: int, index: int, model: BaseChatModel) -> str:
 
 
 def _check(
-    proposers: Sequence[Any], layers: int, min_proposals: int, timeout: float | None, limit: int | None
+    proposers: Sequence[Any],
+    layers: int,
+    min_proposals: int,
+    timeout: float | None,
+    limit: int | None,
+    retries: int | None,
 ) -> None:
     if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
         msg = f"layers must be an integer >= 1 (1 = the aggregator alone, 2 = one proposer layer), got {layers!r}"
@@ -403,6 +415,9 @@ def _check(
         raise MoAConfigError(msg)
     if timeout is not None and timeout <= 0:
         msg = f"proposer_timeout must be a positive number of seconds or None, got {timeout!r}"
+        raise MoAConfigError(msg)
+    if retries is not None and retries < 0:
+        msg = f"max_retries must be >= 0 or None (each model's own retries), got {retries!r}"
         raise MoAConfigError(msg)
     if limit is not None and limit < 1:
         msg = f"max_concurrency must be >= 1 or None (no bound), got {limit!r}"
@@ -420,6 +435,7 @@ def build_moa_graph(
     proposer_timeout: float | None = None,
     min_proposals: int = 1,
     max_concurrency: int | None = None,
+    max_retries: int | None = None,
     api_key: SecretStr | None = None,
     checkpointer: Checkpointer | Literal[False] = None,
     name: str = "moa",
@@ -437,6 +453,8 @@ def build_moa_graph(
         proposer_timeout: seconds a proposer may take before it is dropped.
         min_proposals: answers each layer must keep, or the run raises ``MoAError``.
         max_concurrency: bound on simultaneous model calls across every run of this graph.
+        max_retries: retries of each failing proposer call (``None``: each model's own client
+            retries). The aggregator streams, and a stream is not replayed.
         api_key: Together key for bare model names (default: ``TOGETHER_API_KEY``).
         checkpointer: passed to ``compile``; ``False`` when the graph runs inside another graph's node.
         name: the compiled graph's name.
@@ -447,7 +465,7 @@ def build_moa_graph(
         >>> graph.invoke({"messages": [("user", "2+2?")]})["messages"][-1].content
         'Four.'
     """
-    _check(proposers, layers, min_proposals, proposer_timeout, max_concurrency)
+    _check(proposers, layers, min_proposals, proposer_timeout, max_concurrency, max_retries)
     proposer_models = [resolve_chat_model(p, api_key=api_key) for p in proposers] if layers > 1 else []
     aggregator_model = resolve_chat_model(aggregator, api_key=api_key)
     settings = _Settings(
@@ -455,6 +473,7 @@ def build_moa_graph(
         temperature=temperature,
         max_tokens=max_tokens,
         proposer_timeout=proposer_timeout,
+        max_retries=max_retries,
         limit=CallLimit(max_concurrency),
     )
 
