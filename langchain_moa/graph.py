@@ -328,8 +328,13 @@ class _AggregatorNode:
             tools, tool_choice = kwargs.pop("tools"), kwargs.pop("tool_choice", None)
             bind_kwargs = {k: kwargs.pop(k) for k in ("parallel_tool_calls", "strict") if k in kwargs}
             model = self.model.bind_tools(tools, tool_choice=tool_choice, **bind_kwargs)
-        _emit({"event": "aggregator_start", "model": self.label, "references": len(references)})
+        _emit({"event": "aggregator_start", "model": self._label(kwargs), "references": len(references)})
         return model, messages, kwargs
+
+    def _label(self, kwargs: Mapping[str, Any]) -> str:
+        # A call-time ``model=`` override (LangChain's convention) names the aggregator's model.
+        override = kwargs.get("model")
+        return override if isinstance(override, str) else self.label
 
     def invoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
         model, messages, kwargs = self._call(state)
@@ -339,8 +344,8 @@ class _AggregatorNode:
                 for chunk in model.stream(messages, config, **kwargs):
                     answer = _add_chunk(answer, chunk)
         except Exception as error:
-            raise AggregatorError(f"aggregator ({self.label}) failed: {_error_text(error)}") from error
-        return self._answer(state, answer, started)
+            raise self._failed(kwargs, error) from error
+        return self._answer(state, answer, started, self._label(kwargs))
 
     async def ainvoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
         model, messages, kwargs = self._call(state)
@@ -350,12 +355,17 @@ class _AggregatorNode:
                 async for chunk in model.astream(messages, config, **kwargs):
                     answer = _add_chunk(answer, chunk)
         except Exception as error:
-            raise AggregatorError(f"aggregator ({self.label}) failed: {_error_text(error)}") from error
-        return self._answer(state, answer, started)
+            raise self._failed(kwargs, error) from error
+        return self._answer(state, answer, started, self._label(kwargs))
 
-    def _answer(self, state: MoAState, answer: AIMessageChunk | None, started: float) -> dict[str, Any]:
+    def _failed(self, kwargs: Mapping[str, Any], error: Exception) -> AggregatorError:
+        return AggregatorError(f"aggregator ({self._label(kwargs)}) failed: {_error_text(error)}")
+
+    def _answer(
+        self, state: MoAState, answer: AIMessageChunk | None, started: float, label: str
+    ) -> dict[str, Any]:
         if answer is None:
-            raise AggregatorError(f"aggregator ({self.label}) returned nothing")
+            raise AggregatorError(f"aggregator ({label}) returned nothing")
         message = message_chunk_to_message(answer)
         proposals = state.get("proposals") or {}
         layers = [[proposals[n] for n in nodes] for nodes in self.layer_nodes]
@@ -366,7 +376,7 @@ class _AggregatorNode:
         moa = {
             "layers": layers,
             "aggregator": {
-                "model": self.label,
+                "model": label,
                 "usage": answer.usage_metadata,
                 "latency_s": round(time.perf_counter() - started, 4),
             },
@@ -376,7 +386,7 @@ class _AggregatorNode:
             tool_calls=getattr(message, "tool_calls", []),
             invalid_tool_calls=getattr(message, "invalid_tool_calls", []),
             usage_metadata=usage,
-            response_metadata={"model_name": f"moa/{self.label}", "model_provider": "moa", "moa": moa},
+            response_metadata={"model_name": f"moa/{label}", "model_provider": "moa", "moa": moa},
         )
         return {"messages": [final]}
 

@@ -373,3 +373,28 @@ def test_with_structured_output_returns_the_schema() -> None:
 
     moa = MoAChatModel(proposers=[ScriptedChatModel(answer="Paris")], aggregator=ScriptedChatModel(respond=aggregate))
     assert moa.with_structured_output(Capital).invoke("Capital of France?") == Capital(country="France", city="Paris")
+
+
+def test_structured_output_is_announced_on_the_moa_run() -> None:
+    from pydantic import BaseModel
+
+    class Joke(BaseModel):
+        setup: str
+        punchline: str
+
+    class Starts(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.roots: list[dict] = []  # options of the MoA run's start
+
+        def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+            if kwargs["invocation_params"]["_type"] == "moa":
+                self.roots.append(kwargs["options"])
+
+    def aggregate(messages: list, kwargs: dict) -> AIMessage:
+        return AIMessage("", tool_calls=[{"name": "Joke", "args": {"setup": "s", "punchline": "p"}, "id": "c1"}])
+
+    moa = MoAChatModel(proposers=[ScriptedChatModel(answer="a joke")], aggregator=ScriptedChatModel(respond=aggregate))
+    starts = Starts()
+    assert moa.with_structured_output(Joke).invoke("A joke", config={"callbacks": [starts]}) == Joke(setup="s", punchline="p")
+    (options,) = starts.roots
+    assert options["ls_structured_output_format"]["schema"]["title"] == "Joke"
