@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextvars import Context, copy_context
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
@@ -17,19 +17,19 @@ from langchain_core.callbacks import (
 )
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.tracers.context import _configure_hooks
 from langchain_core.utils import secret_from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.constants import TAG_NOSTREAM
-from langgraph.graph.state import CompiledStateGraph
+from langgraph.graph import MessagesState
+from langgraph.types import StreamMode
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
-from typing_extensions import Self
 
 from langchain_moa.errors import MoAConfigError
-from langchain_moa.graph import AGGREGATOR_NODE, MoAContext, build_moa_graph
+from langchain_moa.graph import AGGREGATOR_NODE, MoAContext, MoAGraph, build_moa_graph
 from langchain_moa.models import model_label
 from langchain_moa.prompts import AGGREGATOR_PROMPT
 
@@ -38,6 +38,9 @@ __all__ = ["MoAChatModel"]
 # Keyword that carries the parent run from stream()/astream() to _stream()/_astream(): LangChain
 # calls those without the run manager that child runs must nest under.
 _PARENT_RUN = "_moa_parent_run"
+
+# Tokens and progress arrive as custom events; the aggregator's update carries the final answer.
+_STREAM_MODES: list[StreamMode] = ["custom", "updates"]
 
 
 class MoAChatModel(BaseChatModel):
@@ -102,7 +105,7 @@ class MoAChatModel(BaseChatModel):
     )
     """Together API key for model strings without a provider; defaults to ``TOGETHER_API_KEY``."""
 
-    _graph: CompiledStateGraph = PrivateAttr()
+    _graph: MoAGraph = PrivateAttr()
 
     @model_validator(mode="after")
     def _build_graph(self) -> Self:
@@ -125,7 +128,7 @@ class MoAChatModel(BaseChatModel):
         return self
 
     @property
-    def graph(self) -> CompiledStateGraph:
+    def graph(self) -> MoAGraph:
         """The compiled LangGraph graph behind this model (draw it with ``.get_graph()``)."""
         return self._graph
 
@@ -218,8 +221,12 @@ class MoAChatModel(BaseChatModel):
         return super().astream(input, config, stop=stop, **{_PARENT_RUN: parent, **kwargs})
 
     def _graph_run(
-        self, messages: list[BaseMessage], stop: list[str] | None, callbacks: CallbackManager, kwargs: dict[str, Any]
-    ) -> tuple[dict[str, Any], RunnableConfig, MoAContext]:
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        callbacks: CallbackManager,
+        kwargs: dict[str, Any],
+    ) -> tuple[MessagesState, RunnableConfig, MoAContext]:
         _check_messages(messages)
         kwargs.pop(_PARENT_RUN, None)
         stop = stop or self.stop
@@ -231,33 +238,38 @@ class MoAChatModel(BaseChatModel):
         )
         config = RunnableConfig(callbacks=callbacks, recursion_limit=2 * self.layers + 10)
         # Copies: the graph gives messages ids, and the caller's messages must stay as they were.
-        return {"messages": [m.model_copy() for m in messages]}, config, context
+        copies: list[AnyMessage] = [cast("AnyMessage", m.model_copy()) for m in messages]
+        return MessagesState(messages=copies), config, context
 
     def _chunks(
-        self, messages: list[BaseMessage], stop: list[str] | None, callbacks: CallbackManager, kwargs: dict[str, Any]
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        callbacks: CallbackManager,
+        kwargs: dict[str, Any],
     ) -> Iterator[ChatGenerationChunk]:
         state, config, context = self._graph_run(messages, stop, callbacks, kwargs)
-        answer: AIMessage | None = None
-        events = self._graph.stream(state, config, context=context, stream_mode=["custom", "updates"])
-        for mode, data in _in_context(events, _context_without_usage_hooks()):
-            if mode == "custom" and _is_token(data):
-                yield _token(data["chunk"])
-            elif mode == "updates" and AGGREGATOR_NODE in data:
-                answer = data[AGGREGATOR_NODE]["messages"][-1]
-        yield _final(answer)
+        answer = _Answer()
+        events = self._graph.stream(state, config, context=context, stream_mode=_STREAM_MODES)
+        for event in _in_context(events, _context_without_usage_hooks()):
+            if token := answer.read(event):
+                yield token
+        yield answer.last_chunk()
 
     async def _achunks(
-        self, messages: list[BaseMessage], stop: list[str] | None, callbacks: CallbackManager, kwargs: dict[str, Any]
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        callbacks: CallbackManager,
+        kwargs: dict[str, Any],
     ) -> AsyncIterator[ChatGenerationChunk]:
         state, config, context = self._graph_run(messages, stop, callbacks, kwargs)
-        answer: AIMessage | None = None
-        events = self._graph.astream(state, config, context=context, stream_mode=["custom", "updates"])
-        async for mode, data in _ain_context(events, _context_without_usage_hooks()):
-            if mode == "custom" and _is_token(data):
-                yield _token(data["chunk"])
-            elif mode == "updates" and AGGREGATOR_NODE in data:
-                answer = data[AGGREGATOR_NODE]["messages"][-1]
-        yield _final(answer)
+        answer = _Answer()
+        events = self._graph.astream(state, config, context=context, stream_mode=_STREAM_MODES)
+        async for event in _ain_context(events, _context_without_usage_hooks()):
+            if token := answer.read(event):
+                yield token
+        yield answer.last_chunk()
 
     def _generate(
         self,
@@ -306,7 +318,7 @@ class MoAChatModel(BaseChatModel):
 def _identity(model: BaseChatModel | str) -> str:
     if isinstance(model, str):
         return model
-    return f"{model._llm_type}:{sorted(model._identifying_params.items())}"  # noqa: SLF001
+    return f"{model._llm_type}:{sorted(model._identifying_params.items())}"
 
 
 def _check_messages(messages: Sequence[BaseMessage]) -> None:
@@ -384,7 +396,7 @@ def _context_without_usage_hooks() -> Context | None:
     Those handlers are not passed down as callbacks: LangChain re-attaches them to every run
     configured while their context variable is set. ``None`` when none is active.
     """
-    hooked = [var for var, *_ in _configure_hooks if _counts_usage(var.get())]
+    hooked = [var for var, *_ in _configure_hooks if isinstance(var.get(), UsageMetadataCallbackHandler)]
     if not hooked:
         return None
     context = copy_context()
@@ -419,30 +431,39 @@ async def _ain_context(iterator: AsyncIterator[_T], context: Context | None) -> 
             return
 
 
-def _is_token(event: dict[str, Any]) -> bool:
-    chunk = event["chunk"] if event.get("event") == "token" else None
-    return chunk is not None and bool(chunk.content or chunk.tool_call_chunks)
+class _Answer:
+    """Reads the graph's stream: the aggregator's tokens as they come, then the final answer."""
 
+    def __init__(self) -> None:
+        self.message: AIMessage | None = None
 
-def _token(chunk: AIMessageChunk) -> ChatGenerationChunk:
-    # The aggregator's own id, usage and metadata stay out: the MoA run has its own, sent last.
-    return ChatGenerationChunk(
-        message=AIMessageChunk(content=chunk.content, tool_call_chunks=chunk.tool_call_chunks)
-    )
+    def read(self, event: Any) -> ChatGenerationChunk | None:
+        """The token a ``(mode, data)`` event carries, if it is a non-empty aggregator token."""
+        mode, data = event
+        if mode == "updates" and AGGREGATOR_NODE in data:
+            self.message = data[AGGREGATOR_NODE]["messages"][-1]
+        elif mode == "custom" and data.get("event") == "token":
+            chunk: AIMessageChunk = data["chunk"]
+            if chunk.content or chunk.tool_call_chunks:
+                # The aggregator's id, usage and metadata stay out: the MoA run sends its own last.
+                return ChatGenerationChunk(
+                    message=AIMessageChunk(content=chunk.content, tool_call_chunks=chunk.tool_call_chunks)
+                )
+        return None
 
-
-def _final(answer: AIMessage | None) -> ChatGenerationChunk:
-    if answer is None:  # the graph always ends in the aggregator; this would be a bug
-        msg = "the MoA graph finished without an answer"
-        raise RuntimeError(msg)
-    return ChatGenerationChunk(
-        message=AIMessageChunk(
-            content="",
-            usage_metadata=answer.usage_metadata,
-            response_metadata=answer.response_metadata,
-            chunk_position="last",
+    def last_chunk(self) -> ChatGenerationChunk:
+        """The closing chunk: summed usage and the MoA metadata."""
+        if self.message is None:  # the graph always ends in the aggregator; this would be a bug
+            msg = "the MoA graph finished without an answer"
+            raise RuntimeError(msg)
+        return ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                usage_metadata=self.message.usage_metadata,
+                response_metadata=self.message.response_metadata,
+                chunk_position="last",
+            )
         )
-    )
 
 
 def _forward_tokens(

@@ -123,7 +123,9 @@ class ScriptedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         time.sleep(self.sleep)
-        return ChatResult(generations=[ChatGeneration(message=self._reply(messages, _with_stop(stop, kwargs)))])
+        return ChatResult(
+            generations=[ChatGeneration(message=self._reply(messages, _with_stop(stop, kwargs)))]
+        )
 
     async def _agenerate(
         self,
@@ -133,7 +135,9 @@ class ScriptedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         await asyncio.sleep(self.sleep)
-        return ChatResult(generations=[ChatGeneration(message=self._reply(messages, _with_stop(stop, kwargs)))])
+        return ChatResult(
+            generations=[ChatGeneration(message=self._reply(messages, _with_stop(stop, kwargs)))]
+        )
 
     def _stream(
         self,

@@ -18,16 +18,17 @@ the aggregator's tokens are sent as custom stream events (``stream_mode="custom"
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextvars import copy_context
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
-from langchain_core.language_models import BaseChatModel, LanguageModelLike
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -37,7 +38,7 @@ from langchain_core.messages import (
     message_chunk_to_message,
 )
 from langchain_core.messages.ai import UsageMetadata, add_usage
-from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -59,6 +60,8 @@ __all__ = [
     "build_moa_graph",
     "proposer_view",
 ]
+
+ChatRunnable = Runnable[LanguageModelInput, BaseMessage]
 
 AGGREGATOR_NODE = "aggregator"
 """Name of the aggregator node (the last node of every MoA graph)."""
@@ -109,6 +112,10 @@ class MoAContext:
     ``bind_tools``), ``stop`` and any other invocation keyword."""
 
 
+MoAGraph = CompiledStateGraph[MoAState, MoAContext, MessagesState, MoAState]
+"""A compiled MoA graph."""
+
+
 @dataclass(frozen=True)
 class _Settings:
     """What every node of one graph shares."""
@@ -120,7 +127,7 @@ class _Settings:
     max_retries: int | None
     limit: CallLimit
 
-    def with_retries(self, model: LanguageModelLike) -> LanguageModelLike:
+    def with_retries(self, model: ChatRunnable) -> ChatRunnable:
         """``model`` retried on any exception, when retries are asked for."""
         if not self.max_retries:
             return model
@@ -235,39 +242,55 @@ class _ProposerNode:
 
     def _started(self) -> float:
         _emit(
-            {"event": "proposer_start", "node": self.node, "layer": self.layer,
-             "index": self.index, "model": self.label}
+            {
+                "event": "proposer_start",
+                "node": self.node,
+                "layer": self.layer,
+                "index": self.index,
+                "model": self.label,
+            }
         )
         return time.perf_counter()
 
     def invoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
-        messages, kwargs, timeout = self._prompt(state), self.settings.call_kwargs(), self.settings.proposer_timeout
+        messages, kwargs = self._prompt(state), self.settings.call_kwargs()
+        call = functools.partial(self.model.invoke, messages, config, **kwargs)
         with self.settings.limit.sync_slot():
             started = self._started()
             try:
-                if timeout is None:
-                    return self._record(started, self.model.invoke(messages, config, **kwargs), None)
-                # A sync call cannot be cancelled: after the timeout it is abandoned to its thread.
-                pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moa-proposer")
-                future = pool.submit(copy_context().run, self.model.invoke, messages, config, **kwargs)
-                pool.shutdown(wait=False)
-                return self._record(started, future.result(timeout=timeout), None)
-            except FutureTimeout:
-                return self._record(started, None, TimeoutError(f"no answer within {timeout}s (proposer_timeout)"))
-            except Exception as error:  # noqa: BLE001 - any provider failure drops this proposal
+                return self._record(started, _call_with_timeout(call, self.settings.proposer_timeout), None)
+            except Exception as error:  # any failure drops this proposal; it is recorded
                 return self._record(started, None, error)
 
     async def ainvoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
-        messages, kwargs, timeout = self._prompt(state), self.settings.call_kwargs(), self.settings.proposer_timeout
+        messages, kwargs = self._prompt(state), self.settings.call_kwargs()
+        timeout = self.settings.proposer_timeout
         async with self.settings.limit.async_slot():
             started = self._started()
             try:
                 answer = await asyncio.wait_for(self.model.ainvoke(messages, config, **kwargs), timeout)
                 return self._record(started, answer, None)
             except TimeoutError:
-                return self._record(started, None, TimeoutError(f"no answer within {timeout}s (proposer_timeout)"))
-            except Exception as error:  # noqa: BLE001 - any provider failure drops this proposal
+                return self._record(started, None, _timed_out(timeout))
+            except Exception as error:  # any failure drops this proposal; it is recorded
                 return self._record(started, None, error)
+
+
+def _timed_out(timeout: float | None) -> TimeoutError:
+    return TimeoutError(f"no answer within {timeout}s (proposer_timeout)")
+
+
+def _call_with_timeout(call: Callable[[], BaseMessage], timeout: float | None) -> BaseMessage:
+    if timeout is None:
+        return call()
+    # A sync call cannot be cancelled: past the timeout it is abandoned to its thread.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moa-proposer")
+    future = pool.submit(copy_context().run, call)
+    pool.shutdown(wait=False)
+    try:
+        return future.result(timeout=timeout)
+    except FutureTimeout:
+        raise _timed_out(timeout) from None
 
 
 def _references(state: MoAState, nodes: Sequence[str]) -> list[str]:
@@ -319,11 +342,11 @@ class _AggregatorNode:
     def runnable(self) -> RunnableLambda:
         return RunnableLambda(self.invoke, afunc=self.ainvoke, name=AGGREGATOR_NODE)
 
-    def _call(self, state: MoAState) -> tuple[LanguageModelLike, list[BaseMessage], dict[str, Any]]:
+    def _call(self, state: MoAState) -> tuple[ChatRunnable, list[BaseMessage], dict[str, Any]]:
         references = _references(state, self.references_from)
         messages = inject_references(state["messages"], self.settings.prompt, references)
         kwargs = {**_run_context().aggregator_kwargs, **self.settings.call_kwargs()}
-        model: LanguageModelLike = self.model
+        model: ChatRunnable = self.model
         if "tools" in kwargs:
             tools, tool_choice = kwargs.pop("tools"), kwargs.pop("tool_choice", None)
             bind_kwargs = {k: kwargs.pop(k) for k in ("parallel_tool_calls", "strict") if k in kwargs}
@@ -412,10 +435,15 @@ def _check(
     retries: int | None,
 ) -> None:
     if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
-        msg = f"layers must be an integer >= 1 (1 = the aggregator alone, 2 = one proposer layer), got {layers!r}"
+        msg = (
+            "layers must be an integer >= 1 (1 = the aggregator alone, 2 = one proposer layer), "
+            f"got {layers!r}"
+        )
         raise MoAConfigError(msg)
     if layers > 1 and not proposers:
-        msg = "proposers is empty: give at least one model, e.g. proposers=['openai:gpt-4o-mini'] (or layers=1)"
+        msg = (
+            "proposers is empty: give at least one model, e.g. proposers=['openai:gpt-4o-mini'] (or layers=1)"
+        )
         raise MoAConfigError(msg)
     if min_proposals < 1 or (layers > 1 and min_proposals > len(proposers)):
         msg = (
@@ -449,7 +477,7 @@ def build_moa_graph(
     api_key: SecretStr | None = None,
     checkpointer: Checkpointer | Literal[False] = None,
     name: str = "moa",
-) -> CompiledStateGraph:
+) -> MoAGraph:
     """Build the Mixture-of-Agents graph.
 
     Args:
@@ -488,7 +516,7 @@ def build_moa_graph(
     )
 
     graph = StateGraph(MoAState, context_schema=MoAContext, input_schema=MessagesState)
-    previous_join, previous_layer = START, []
+    previous_join, previous_layer = START, list[str]()
     layer_nodes: list[list[str]] = []
     for layer in range(1, layers):
         names = [proposer_node_name(layer, i, m) for i, m in enumerate(proposer_models, start=1)]

@@ -27,7 +27,7 @@ _TOGETHER_KEY_VAR = "TOGETHER_API_KEY"
 def _known_providers() -> list[str]:
     from langchain.chat_models import base  # imported lazily: `langchain` is slow to import
 
-    return sorted(base._BUILTIN_PROVIDERS)  # noqa: SLF001 - the list init_chat_model accepts
+    return sorted(base._BUILTIN_PROVIDERS)
 
 
 def split_model_string(spec: str) -> tuple[str, str]:
@@ -59,9 +59,7 @@ def resolve_chat_model(spec: BaseChatModel | str, *, api_key: SecretStr | None =
     if isinstance(spec, BaseChatModel):
         return spec
     if not isinstance(spec, str) or not spec.strip():
-        msg = (
-            f"a model must be a LangChain chat model or a 'provider:model' string, got {spec!r}"
-        )
+        msg = f"a model must be a LangChain chat model or a 'provider:model' string, got {spec!r}"
         raise MoAConfigError(msg)
     provider, model = split_model_string(spec.strip())
     known = _known_providers()
@@ -96,4 +94,4 @@ def model_label(model: BaseChatModel) -> str:
         value = getattr(model, attr, None)
         if isinstance(value, str) and value:
             return value
-    return model._llm_type  # noqa: SLF001 - every chat model defines it
+    return model._llm_type

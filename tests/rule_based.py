@@ -53,7 +53,11 @@ def reply(messages: list[BaseMessage], kwargs: dict[str, Any]) -> str | AIMessag
             chosen = next(f for f in functions if f["name"] == choice)
         else:
             chosen = next((f for f in functions if f["name"] in text), functions[0])
-        call = {"name": chosen["name"], "args": _arguments(chosen, text), "id": f"call_{uuid.uuid4().hex[:8]}"}
+        call = {
+            "name": chosen["name"],
+            "args": _arguments(chosen, text),
+            "id": f"call_{uuid.uuid4().hex[:8]}",
+        }
         return AIMessage("", tool_calls=[call])
     answer = f"Here is my answer to: {text or 'the conversation'}"
     for stop in kwargs.get("stop") or []:

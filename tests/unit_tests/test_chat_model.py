@@ -58,7 +58,9 @@ async def test_max_concurrency_bounds_simultaneous_calls_across_calls() -> None:
         return "idea"
 
     class Tracked(ScriptedChatModel):
-        async def _agenerate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> Any:
+        async def _agenerate(
+            self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
+        ) -> Any:
             await track(messages, kwargs)
             return await super()._agenerate(messages, stop, run_manager, **kwargs)
 
@@ -107,14 +109,21 @@ def test_streamed_and_invoked_answers_carry_the_same_metadata() -> None:
     assert streamed.content == invoked.content
     assert streamed.usage_metadata == invoked.usage_metadata
     assert streamed.response_metadata["moa"]["layers"] == [
-        [{**p, "latency_s": pytest.approx(p["latency_s"], abs=1)} for p in invoked.response_metadata["moa"]["layers"][0]]
+        [
+            {**p, "latency_s": pytest.approx(p["latency_s"], abs=1)}
+            for p in invoked.response_metadata["moa"]["layers"][0]
+        ]
     ]
 
 
 async def test_astream_events_reports_the_moa_runs_tokens() -> None:
     moa = make_moa()
     events = [e async for e in moa.astream_events("Q", version="v2")]
-    moa_tokens = [e["data"]["chunk"].text for e in events if e["event"] == "on_chat_model_stream" and e["name"] == "MoAChatModel"]
+    moa_tokens = [
+        e["data"]["chunk"].text
+        for e in events
+        if e["event"] == "on_chat_model_stream" and e["name"] == "MoAChatModel"
+    ]
     assert "".join(moa_tokens) == "the final answer"
     ends = [e for e in events if e["event"] == "on_chat_model_end" and e["name"] == "MoAChatModel"]
     assert ends[0]["data"]["output"].content == "the final answer"
@@ -153,7 +162,10 @@ def test_usage_callback_counts_each_token_once() -> None:
         for _ in moa.stream("Q"):
             pass
     assert result.usage_metadata is not None
-    assert sum(u["total_tokens"] for u in callback.usage_metadata.values()) == 2 * result.usage_metadata["total_tokens"]
+    assert (
+        sum(u["total_tokens"] for u in callback.usage_metadata.values())
+        == 2 * result.usage_metadata["total_tokens"]
+    )
 
 
 # -- failures ------------------------------------------------------------------------------------
@@ -185,7 +197,10 @@ def test_an_empty_answer_is_dropped() -> None:
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_slow_proposer_is_dropped_at_the_timeout(mode: str) -> None:
-    proposers = [ScriptedChatModel(answer="fast"), ScriptedChatModel(answer="slow", sleep=3, model_name="slowpoke")]
+    proposers = [
+        ScriptedChatModel(answer="fast"),
+        ScriptedChatModel(answer="slow", sleep=3, model_name="slowpoke"),
+    ]
     aggregator = ScriptedChatModel(answer="final")
     moa = MoAChatModel(proposers=proposers, aggregator=aggregator, proposer_timeout=0.3)
     started = time.perf_counter()
@@ -224,7 +239,9 @@ def test_an_aggregator_failure_is_an_aggregator_error_with_the_cause() -> None:
         proposers=[ScriptedChatModel(answer="idea")],
         aggregator=ScriptedChatModel(answer=TimeoutError("read timed out"), model_name="agg"),
     )
-    with pytest.raises(AggregatorError, match=r"aggregator \(agg\) failed: TimeoutError: read timed out") as caught:
+    with pytest.raises(
+        AggregatorError, match=r"aggregator \(agg\) failed: TimeoutError: read timed out"
+    ) as caught:
         moa.invoke("Q")
     assert isinstance(caught.value.__cause__, TimeoutError)
 
@@ -245,11 +262,21 @@ class RunTree(BaseCallbackHandler):
         self.parents: dict[UUID, UUID | None] = {}
         self.chat_models: list[tuple[UUID, str]] = []
 
-    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+    def on_chat_model_start(
+        self,
+        serialized: Any,
+        messages: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.parents[run_id] = parent_run_id
         self.chat_models.append((run_id, kwargs.get("name") or serialized.get("name", "")))
 
-    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+    def on_chain_start(
+        self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
+    ) -> None:
         self.parents[run_id] = parent_run_id
 
     def root_of(self, run_id: UUID) -> UUID:
@@ -299,7 +326,9 @@ def test_cache_keys_tell_configurations_apart() -> None:
         same = MoAChatModel(proposers=[ScriptedChatModel(model_name="x")], **base)
         other_proposer = MoAChatModel(proposers=[ScriptedChatModel(model_name="y")], **base)
         other_layers = MoAChatModel(proposers=[ScriptedChatModel(model_name="x")], layers=3, **base)
-        other_prompt = MoAChatModel(proposers=[ScriptedChatModel(model_name="x")], aggregator_prompt="Refs:", **base)
+        other_prompt = MoAChatModel(
+            proposers=[ScriptedChatModel(model_name="x")], aggregator_prompt="Refs:", **base
+        )
         key = one._get_llm_string()
         assert same._get_llm_string() == key
         for other in (other_proposer, other_layers, other_prompt):
@@ -333,7 +362,9 @@ def test_tools_go_to_the_aggregator_only() -> None:
     aggregator = ScriptedChatModel(respond=aggregate)
     moa = MoAChatModel(proposers=proposers, aggregator=aggregator)
     result = moa.bind_tools([get_weather], tool_choice="any").invoke("Weather in Paris?")
-    assert result.tool_calls == [{"name": "get_weather", "args": {"city": "Paris"}, "id": "c1", "type": "tool_call"}]
+    assert result.tool_calls == [
+        {"name": "get_weather", "args": {"city": "Paris"}, "id": "c1", "type": "tool_call"}
+    ]
     assert aggregator.calls[0]["kwargs"]["tool_choice"] == "any"
     assert "tools" not in proposers[0].calls[0]["kwargs"]
     streamed = None
@@ -369,10 +400,19 @@ def test_with_structured_output_returns_the_schema() -> None:
 
     def aggregate(messages: list, kwargs: dict) -> AIMessage:
         (tool,) = kwargs["tools"]
-        return AIMessage("", tool_calls=[{"name": tool["function"]["name"], "args": {"country": "France", "city": "Paris"}, "id": "c1"}])
+        return AIMessage(
+            "",
+            tool_calls=[
+                {"name": tool["function"]["name"], "args": {"country": "France", "city": "Paris"}, "id": "c1"}
+            ],
+        )
 
-    moa = MoAChatModel(proposers=[ScriptedChatModel(answer="Paris")], aggregator=ScriptedChatModel(respond=aggregate))
-    assert moa.with_structured_output(Capital).invoke("Capital of France?") == Capital(country="France", city="Paris")
+    moa = MoAChatModel(
+        proposers=[ScriptedChatModel(answer="Paris")], aggregator=ScriptedChatModel(respond=aggregate)
+    )
+    assert moa.with_structured_output(Capital).invoke("Capital of France?") == Capital(
+        country="France", city="Paris"
+    )
 
 
 def test_structured_output_is_announced_on_the_moa_run() -> None:
@@ -391,10 +431,16 @@ def test_structured_output_is_announced_on_the_moa_run() -> None:
                 self.roots.append(kwargs["options"])
 
     def aggregate(messages: list, kwargs: dict) -> AIMessage:
-        return AIMessage("", tool_calls=[{"name": "Joke", "args": {"setup": "s", "punchline": "p"}, "id": "c1"}])
+        return AIMessage(
+            "", tool_calls=[{"name": "Joke", "args": {"setup": "s", "punchline": "p"}, "id": "c1"}]
+        )
 
-    moa = MoAChatModel(proposers=[ScriptedChatModel(answer="a joke")], aggregator=ScriptedChatModel(respond=aggregate))
+    moa = MoAChatModel(
+        proposers=[ScriptedChatModel(answer="a joke")], aggregator=ScriptedChatModel(respond=aggregate)
+    )
     starts = Starts()
-    assert moa.with_structured_output(Joke).invoke("A joke", config={"callbacks": [starts]}) == Joke(setup="s", punchline="p")
+    assert moa.with_structured_output(Joke).invoke("A joke", config={"callbacks": [starts]}) == Joke(
+        setup="s", punchline="p"
+    )
     (options,) = starts.roots
     assert options["ls_structured_output_format"]["schema"]["title"] == "Joke"
