@@ -127,6 +127,17 @@ class MoAChatModel(BaseChatModel):
         )
         return self
 
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> MoAChatModel:
+        """A model configured by a named preset (see ``langchain_moa.presets``).
+
+        Example:
+            >>> moa = MoAChatModel.from_preset("local", max_tokens=128)  # doctest: +SKIP
+        """
+        from langchain_moa.presets import get_preset
+
+        return cls(**{**get_preset(name).model_fields(), **overrides})
+
     @property
     def graph(self) -> MoAGraph:
         """The compiled LangGraph graph behind this model (draw it with ``.get_graph()``)."""

@@ -2,7 +2,8 @@
 
 A string is resolved like ``langchain.chat_models.init_chat_model``: ``"openai:gpt-4o"`` uses
 ``langchain-openai``. A bare name such as ``"Qwen/Qwen2.5-72B-Instruct-Turbo"`` is a Together model,
-as in the paper's code.
+as in the paper's code. ``"local:qwen2.5-coder-0.5b"`` (or ``"local:/path/to/model.gguf"``) is served by
+the embedded llama.cpp backend.
 """
 
 from __future__ import annotations
@@ -21,13 +22,17 @@ __all__ = ["DEFAULT_PROVIDER", "model_label", "resolve_chat_model", "split_model
 DEFAULT_PROVIDER = "together"
 """Provider of bare model names (the paper's code calls Together)."""
 
+LOCAL_PROVIDER = "local"
+"""``"local:<model or .gguf path>"``: the embedded llama.cpp backend (extra ``[local]``)."""
+
 _TOGETHER_KEY_VAR = "TOGETHER_API_KEY"
 
 
 def _known_providers() -> list[str]:
     from langchain.chat_models import base  # imported lazily: `langchain` is slow to import
 
-    return sorted(base._BUILTIN_PROVIDERS)
+    # The providers init_chat_model accepts, and our own embedded backend.
+    return sorted([*base._BUILTIN_PROVIDERS, LOCAL_PROVIDER])
 
 
 def split_model_string(spec: str) -> tuple[str, str]:
@@ -68,6 +73,10 @@ def resolve_chat_model(spec: BaseChatModel | str, *, api_key: SecretStr | None =
         hint = f" — did you mean {close[0]!r}?" if close else f"; known providers: {', '.join(known)}"
         msg = f"unknown provider {provider!r} in model {spec!r}{hint}"
         raise MoAConfigError(msg)
+    if provider == LOCAL_PROVIDER:
+        from langchain_moa.local import local_chat_model
+
+        return local_chat_model(model)
     kwargs: dict[str, Any] = {}
     if provider == DEFAULT_PROVIDER:
         key = api_key.get_secret_value() if api_key else os.environ.get(_TOGETHER_KEY_VAR)

