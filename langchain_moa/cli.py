@@ -152,7 +152,7 @@ class _View:
             text = event["chunk"].text
             self.answer += text
             if not self.live_enabled and not self.quiet:
-                self.console.out(text, end="", highlight=False)
+                _plain(self.console, text, end="")
         if self.live is not None:
             self.live.update(self._render())
 
@@ -174,9 +174,9 @@ class _View:
 
     def finish(self, message: AIMessage) -> None:
         if self.quiet:
-            self.console.out(message.text, highlight=False)
+            _plain(self.console, message.text)
         elif not self.live_enabled:
-            self.console.out("", highlight=False)
+            _plain(self.console, "")
         if self.show_proposals:
             for layer in message.response_metadata["moa"]["layers"]:
                 for p in layer:
@@ -186,7 +186,7 @@ class _View:
 def _print_proposal(console: Console, proposal: Proposal) -> None:
     head = f"--- layer {proposal['layer']} · proposer {proposal['index']} · {proposal['model']}"
     body = proposal["content"] if proposal["error"] is None else f"(failed: {proposal['error']})"
-    console.out(f"{head}\n{body}", highlight=False)
+    _plain(console, f"{head}\n{body}")
 
 
 async def _answer(moa: MoAChatModel, messages: list[BaseMessage], view: _View) -> AIMessage:
@@ -219,27 +219,33 @@ def _as_json(message: AIMessage) -> str:
 
 
 def _consoles() -> tuple[Console, Console]:
-    return Console(highlight=False), Console(stderr=True, highlight=False)
+    return Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _fail(err: Console, error: BaseException) -> typer.Exit:
+def _plain(console: Console, text: str, end: str = "\n") -> None:
+    """Write text as is (no wrapping, markup or tab expansion): for pipes, files and --quiet."""
+    console.file.write(text + end)
+    console.file.flush()
+
+
+def _fail(err: Console, error: BaseException, code: int = 1) -> typer.Exit:
     """One line on stderr and a non-zero exit, never a traceback."""
     if isinstance(error, ValidationError):
         text = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
     else:
         text = str(error) or type(error).__name__
-    err.print(f"moa: error: {text}", markup=False, highlight=False)
-    return typer.Exit(1)
+    _plain(err, f"moa: error: {text}")
+    return typer.Exit(code)
 
 
 def _build(config: _Config, err: Console) -> MoAChatModel:
     try:
         fields = config.model_fields()
         for notice in config.notices:
-            err.print(notice, markup=False, highlight=False)
+            _plain(err, notice)
         return MoAChatModel(**fields)
-    except click.BadParameter:
-        raise
+    except click.BadParameter as error:
+        raise _fail(err, error, code=2) from None
     except (MoAError, ValueError) as error:
         raise _fail(err, error) from None
 
@@ -268,12 +274,12 @@ def ask(
         with view:
             message = asyncio.run(_answer(moa, [HumanMessage(question)], view))
     except KeyboardInterrupt:
-        err.print("cancelled")
+        _plain(err, "cancelled")
         raise typer.Exit(130) from None
     except MoAError as error:
         raise _fail(err, error) from None
     if as_json:
-        out.out(_as_json(message), highlight=False)
+        _plain(out, _as_json(message))
     else:
         view.finish(message)
 
@@ -301,7 +307,7 @@ def chat(
         try:
             line = out.input(">>> ")
         except (EOFError, KeyboardInterrupt):
-            out.out("")
+            _plain(out, "")
             return
         question = line.strip()
         if question in {"exit", "quit"}:
@@ -314,10 +320,10 @@ def chat(
             with view:
                 message = asyncio.run(_answer(moa, turn, view))
         except KeyboardInterrupt:
-            err.print("(answer cancelled)")
+            _plain(err, "(answer cancelled)")
             continue
         except MoAError as error:
-            err.print(f"moa: error: {error}", markup=False, highlight=False)
+            _plain(err, f"moa: error: {error}")
             continue
         view.finish(message)
         if multi_turn:
@@ -335,7 +341,7 @@ def list_presets() -> None:
         out.print(table)
     else:
         for p in PRESETS.values():
-            out.out(f"{p.name}\t{p.layers} layers\t{len(p.proposers)} proposers\t{p.description}", highlight=False)
+            _plain(out, f"{p.name}\t{p.layers} layers\t{len(p.proposers)} proposers\t{p.description}")
 
 
 def main() -> None:

@@ -1,0 +1,194 @@
+"""The ``moa`` command with scripted models behind its model strings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from langchain_moa import cli
+from langchain_moa.fakes import ScriptedChatModel
+
+runner = CliRunner()
+
+
+class Models:
+    """Model strings the command line may name, each a scripted model that records its calls."""
+
+    def __init__(self) -> None:
+        self.made: dict[str, list[ScriptedChatModel]] = {}
+
+    def resolve(self, spec: Any, *, api_key: Any = None) -> ScriptedChatModel:
+        if not isinstance(spec, str):
+            return spec
+        name = spec.split(":", 1)[-1]
+        if name.startswith("broken"):
+            model = ScriptedChatModel(answer=RuntimeError("provider down"), model_name=name)
+        elif name.startswith("agg"):
+            model = ScriptedChatModel(
+                respond=lambda m, k: f"Final answer after {len(m)} messages.", model_name=name
+            )
+        else:
+            model = ScriptedChatModel(answer=f"proposal from {name}", model_name=name)
+        self.made.setdefault(name, []).append(model)
+        return model
+
+    def calls(self, name: str) -> list[dict]:
+        return [c for m in self.made[name] for c in m.calls]
+
+
+@pytest.fixture
+def models(monkeypatch: pytest.MonkeyPatch) -> Models:
+    models = Models()
+    monkeypatch.setattr("langchain_moa.graph.resolve_chat_model", models.resolve)
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    return models
+
+
+FAKE = ["--reference-models", "p1,p2", "--aggregator", "agg"]
+
+
+def test_one_shot_prints_the_answer(models: Models) -> None:
+    result = runner.invoke(cli.app, ["Why is the sky blue?", *FAKE])
+    assert result.exit_code == 0, result.output
+    assert "Final answer after 2 messages." in result.stdout
+    assert models.calls("p1")[0]["messages"][-1].content == "Why is the sky blue?"
+
+
+def test_without_a_key_the_local_preset_is_announced(models: Models) -> None:
+    result = runner.invoke(cli.app, ["hi", "--aggregator", "agg"])
+    assert result.exit_code == 0, result.output
+    assert "No TOGETHER_API_KEY set: using the local preset" in result.stderr
+    assert len(models.made["qwen2.5-coder-0.5b"]) == 3  # the local preset's three samples
+
+
+def test_with_a_key_the_together_preset_is_the_default(
+    models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOGETHER_API_KEY", "k")
+    result = runner.invoke(cli.app, ["hi", "--aggregator", "agg"])
+    assert result.exit_code == 0, result.output
+    assert "Qwen/Qwen2.5-Coder-32B-Instruct" in models.made and "using the local preset" not in result.stderr
+
+
+def test_every_option_is_honoured(models: Models) -> None:
+    args = [
+        "Q",
+        *FAKE,
+        "--temperature",
+        "0.2",
+        "--max-tokens",
+        "77",
+        "--rounds",
+        "2",
+        "--num-proc",
+        "1",
+        "--json",
+    ]
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    calls = models.calls("p1")
+    assert len(calls) == 2  # --rounds 2: two proposer layers
+    for call in [*calls, *models.calls("agg")]:
+        assert call["kwargs"]["temperature"] == 0.2
+        assert call["kwargs"]["max_tokens"] == 77
+    payload = json.loads(result.stdout)
+    assert payload["answer"] == "Final answer after 2 messages."
+    assert [[p["model"] for p in layer] for layer in payload["layers"]] == [["p1", "p2"], ["p1", "p2"]]
+    assert payload["usage"]["total_tokens"] > 0
+
+
+def test_layers_and_show_proposals(models: Models) -> None:
+    result = runner.invoke(cli.app, ["Q", *FAKE, "--layers", "1"])
+    assert result.exit_code == 0
+    assert "p1" not in models.made  # one layer: the aggregator alone
+    result = runner.invoke(cli.app, ["Q", *FAKE, "--show-proposals"])
+    assert "--- layer 1 · proposer 2 · p2\nproposal from p2" in result.stdout
+
+
+def test_quiet_prints_just_the_answer(models: Models) -> None:
+    result = runner.invoke(cli.app, ["Q", *FAKE, "--quiet"])
+    assert result.stdout == "Final answer after 2 messages.\n"
+
+
+def test_chat_keeps_history_and_leaves_on_exit(models: Models) -> None:
+    result = runner.invoke(cli.app, ["chat", *FAKE], input="first\nsecond\nexit\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count(">>> ") == 3
+    second = models.calls("agg")[1]["messages"]
+    assert [m.content for m in second[1:]] == ["first", "Final answer after 2 messages.", "second"]
+
+
+def test_chat_without_multi_turn_forgets(models: Models) -> None:
+    result = runner.invoke(cli.app, ["chat", *FAKE, "--no-multi-turn"], input="first\nsecond\n")
+    assert result.exit_code == 0, result.output
+    assert [m.content for m in models.calls("agg")[1]["messages"][1:]] == ["second"]
+
+
+def test_chat_survives_a_failed_turn(models: Models) -> None:
+    result = runner.invoke(
+        cli.app, ["chat", "--reference-models", "broken", "--aggregator", "agg"], input="a\nb\n"
+    )
+    assert result.exit_code == 0
+    assert result.stderr.count("moa: error: layer 1 kept 0 of 1 proposals") == 2
+
+
+def test_presets_lists_every_preset(models: Models) -> None:
+    result = runner.invoke(cli.app, ["presets"])
+    for name in ("local", "local-1.5b", "together", "together-moa", "together-moa-lite", "self-moa"):
+        assert f"{name}\t" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["Q", "--preset", "lokal"], "moa: error: unknown preset 'lokal' — did you mean 'local'?"),
+        (["Q", "--aggregator", "togther:Qwen/Qwen2.5-72B-Instruct-Turbo"], "did you mean 'together'?"),
+        (
+            ["Q", "--reference-models", "broken"],
+            "moa: error: layer 1 kept 0 of 1 proposals, fewer than min_proposals=1. "
+            "Failed: proposer 1 (broken): RuntimeError: provider down",
+        ),
+    ],
+)
+def test_errors_are_one_line_and_a_non_zero_exit(
+    models: Models, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.setattr("langchain_moa.graph.resolve_chat_model", _real_resolve_for(models, args))
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("moa: error:")]
+    assert message in error
+
+
+def _real_resolve_for(models: Models, args: list[str]) -> Any:
+    from langchain_moa.models import resolve_chat_model
+
+    return resolve_chat_model if any("togther" in a for a in args) else models.resolve
+
+
+def test_a_missing_key_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    result = runner.invoke(cli.app, ["Q", "--preset", "together"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("moa: error: no API key for Together model")
+    assert "TOGETHER_API_KEY" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["Q", "--temperature", "-1"], "--temperature"),
+        (["Q", "--max-tokens", "0"], "--max-tokens"),
+        (["Q", "--rounds", "1", "--layers", "3"], "--rounds 1 and --layers 3 disagree"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(models: Models, args: list[str], fragment: str) -> None:
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 2
+    assert fragment in result.stderr
+    assert "Traceback" not in result.output
