@@ -1,0 +1,80 @@
+"""The embedded local backend end to end: real weights, a real llama.cpp server, real tokens.
+
+Needs the ``[local]`` extra (the README's test command installs it); nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from langchain_moa import MoAChatModel
+from langchain_moa.local import LOCAL_WEIGHTS, weights_path
+from langchain_moa.local.server import running_servers
+from langchain_moa.local.weights import _sha256
+
+
+@pytest.fixture(scope="module")
+def moa() -> MoAChatModel:
+    # The local preset, kept short and greedy (a stable answer): two 0.5B samples, the same model aggregating.
+    return MoAChatModel.from_preset(
+        "local", proposers=["local:qwen2.5-coder-0.5b"] * 2, max_tokens=24, temperature=0.0
+    )
+
+
+def test_the_assembled_weights_are_the_official_file() -> None:
+    weights = LOCAL_WEIGHTS["qwen2.5-coder-0.5b"]
+    path = weights_path(weights)
+    assert path.stat().st_size == weights.size
+    assert _sha256(path) == weights.sha256
+
+
+def test_a_real_moa_answer_from_the_local_model(moa: MoAChatModel) -> None:
+    result = moa.invoke("What is the capital of France? Answer in one short sentence.")
+    assert "paris" in result.text.lower()
+    (layer,) = result.response_metadata["moa"]["layers"]
+    assert [p["model"] for p in layer] == ["qwen2.5-coder-0.5b"] * 2
+    assert all(p["error"] is None and p["content"] for p in layer)
+    assert all(p["usage"]["output_tokens"] > 0 for p in layer)
+    assert result.usage_metadata is not None
+    assert result.usage_metadata["total_tokens"] == sum(
+        u["total_tokens"]
+        for u in [*(p["usage"] for p in layer), result.response_metadata["moa"]["aggregator"]["usage"]]
+    )
+
+
+def test_local_tokens_stream(moa: MoAChatModel) -> None:
+    chunks = [c.text for c in moa.stream("Count from one to five in words.") if c.text]
+    assert len(chunks) > 3
+    assert "".join(chunks).strip()
+
+
+def test_one_shared_server_on_loopback_that_demands_its_key(moa: MoAChatModel) -> None:
+    (server,) = running_servers()  # every proposer and the aggregator share one server
+    url = urlparse(server.base_url)
+    assert url.hostname == "127.0.0.1"
+    assert server.threads <= len(__import__("os").sched_getaffinity(0))
+    request = {
+        "model": "qwen2.5-coder-0.5b",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 1,
+    }
+    refused = httpx.post(f"{server.base_url}/chat/completions", json=request, timeout=60)
+    assert refused.status_code == 401
+    wrong = httpx.post(
+        f"{server.base_url}/chat/completions",
+        json=request,
+        headers={"Authorization": "Bearer nope"},
+        timeout=60,
+    )
+    assert wrong.status_code == 401
+    key = server.api_key.get_secret_value()
+    accepted = httpx.post(
+        f"{server.base_url}/chat/completions",
+        json=request,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    )
+    assert accepted.status_code == 200
