@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-import click
 import typer
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from pydantic import ValidationError
@@ -37,7 +36,7 @@ __all__ = ["app", "main"]
 class _AskByDefault(TyperGroup):
     """``moa "question"`` means ``moa ask "question"``."""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args.insert(0, "ask")
         return super().resolve_command(ctx, args)
@@ -99,7 +98,7 @@ class _Config:
         """``MoAChatModel`` fields: the preset's, overridden by every option given."""
         if self.rounds is not None and self.layers is not None and self.layers != self.rounds + 1:
             msg = f"--rounds {self.rounds} and --layers {self.layers} disagree (layers = rounds + 1); give one"
-            raise click.BadParameter(msg)
+            raise typer.BadParameter(msg)
         fields = get_preset(self.preset_name()).model_fields()
         if self.reference_models is not None:
             fields["proposers"] = [m.strip() for m in self.reference_models.split(",") if m.strip()]
@@ -244,7 +243,7 @@ def _build(config: _Config, err: Console) -> MoAChatModel:
         for notice in config.notices:
             _plain(err, notice)
         return MoAChatModel(**fields)
-    except click.BadParameter as error:
+    except typer.BadParameter as error:
         raise _fail(err, error, code=2) from None
     except (MoAError, ValueError) as error:
         raise _fail(err, error) from None
