@@ -1,9 +1,9 @@
 """The ``moa`` command: ask once, chat, list presets, draw the graph.
 
-    moa "Why is the sky blue?"              answer once (local models when no TOGETHER_API_KEY)
-    moa chat                                chat with history; Ctrl-C cancels an answer, Ctrl-D leaves
-    moa presets                             the named configurations
-    moa graph --preset together-moa         the MoA graph as a Mermaid drawing
+moa "Why is the sky blue?"              answer once (local models when no TOGETHER_API_KEY)
+moa chat                                chat with history; Ctrl-C cancels an answer, Ctrl-D leaves
+moa presets                             the named configurations
+moa graph --preset together-moa         the MoA graph as a Mermaid drawing
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class _AskByDefault(TyperGroup):
 
 app = typer.Typer(
     cls=_AskByDefault,
-    help="Mixture-of-Agents from the command line. Run `moa \"your question\"` to get an answer.",
+    help='Mixture-of-Agents from the command line. Run `moa "your question"` to get an answer.',
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -54,16 +54,24 @@ app = typer.Typer(
 
 PresetOpt = Annotated[
     str | None,
-    typer.Option(help="Named configuration (see `moa presets`). Default: together with TOGETHER_API_KEY, else local."),
+    typer.Option(
+        help="Named configuration (see `moa presets`). Default: together with TOGETHER_API_KEY, else local."
+    ),
 ]
-AggregatorOpt = Annotated[str | None, typer.Option(help="Aggregator model, e.g. Qwen/Qwen2.5-72B-Instruct-Turbo.")]
+AggregatorOpt = Annotated[
+    str | None, typer.Option(help="Aggregator model, e.g. Qwen/Qwen2.5-72B-Instruct-Turbo.")
+]
 ReferenceModelsOpt = Annotated[
     str | None, typer.Option("--reference-models", help="Proposer models, comma separated.")
 ]
 TemperatureOpt = Annotated[float | None, typer.Option(min=0.0, help="Sampling temperature of every call.")]
 MaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", min=1, help="Token limit of every answer.")]
-RoundsOpt = Annotated[int | None, typer.Option(min=0, help="Proposer layers (= layers - 1), as in the paper's code.")]
-LayersOpt = Annotated[int | None, typer.Option(min=1, help="Layers as the paper counts them (proposer layers + 1).")]
+RoundsOpt = Annotated[
+    int | None, typer.Option(min=0, help="Proposer layers (= layers - 1), as in the paper's code.")
+]
+LayersOpt = Annotated[
+    int | None, typer.Option(min=1, help="Layers as the paper counts them (proposer layers + 1).")
+]
 NumProcOpt = Annotated[int | None, typer.Option("--num-proc", min=1, help="Model calls at once.")]
 ShowProposalsOpt = Annotated[bool, typer.Option("--show-proposals", help="Print every proposal too.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the answer, proposals and usage as JSON.")]
@@ -97,7 +105,9 @@ class _Config:
     def model_fields(self) -> dict[str, Any]:
         """``MoAChatModel`` fields: the preset's, overridden by every option given."""
         if self.rounds is not None and self.layers is not None and self.layers != self.rounds + 1:
-            msg = f"--rounds {self.rounds} and --layers {self.layers} disagree (layers = rounds + 1); give one"
+            msg = (
+                f"--rounds {self.rounds} and --layers {self.layers} disagree (layers = rounds + 1); give one"
+            )
             raise typer.BadParameter(msg)
         fields = get_preset(self.preset_name()).model_fields()
         if self.reference_models is not None:
@@ -106,12 +116,13 @@ class _Config:
             "aggregator": self.aggregator,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
-            "layers": self.layers if self.layers is not None else (None if self.rounds is None else self.rounds + 1),
+            "layers": self.layers
+            if self.layers is not None
+            else (None if self.rounds is None else self.rounds + 1),
             "max_concurrency": self.num_proc,
         }
         fields.update({k: v for k, v in overrides.items() if v is not None})
         return fields
-
 
 
 # -- showing an answer ---------------------------------------------------------------------------
@@ -268,7 +279,9 @@ def ask(
     out, err = _consoles()
     config = _Config(preset, aggregator, reference_models, temperature, max_tokens, rounds, layers, num_proc)
     moa = _build(config, err)
-    view = _View(out, live=out.is_terminal and not as_json, quiet=quiet or as_json, show_proposals=show_proposals)
+    view = _View(
+        out, live=out.is_terminal and not as_json, quiet=quiet or as_json, show_proposals=show_proposals
+    )
     try:
         with view:
             message = asyncio.run(_answer(moa, [HumanMessage(question)], view))

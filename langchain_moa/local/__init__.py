@@ -22,7 +22,14 @@ from langchain_core.language_models import BaseChatModel
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.local.weights import LOCAL_WEIGHTS, WeightParts, cache_dir, weights_path
 
-__all__ = ["LOCAL_WEIGHTS", "WeightParts", "cache_dir", "local_chat_model", "require_local_extra", "weights_path"]
+__all__ = [
+    "LOCAL_WEIGHTS",
+    "WeightParts",
+    "cache_dir",
+    "local_chat_model",
+    "require_local_extra",
+    "weights_path",
+]
 
 _GGUF_MAGIC = b"GGUF"
 
@@ -52,7 +59,9 @@ def _model_file(name_or_path: str) -> tuple[Path, str]:
                 msg = f"{str(path)!r} is not a GGUF file (it does not start with 'GGUF')"
                 raise MoAConfigError(msg)
         return path, path.stem
-    msg = f"unknown local model {name_or_path!r}: use one of {sorted(LOCAL_WEIGHTS)} or a path to a .gguf file"
+    msg = (
+        f"unknown local model {name_or_path!r}: use one of {sorted(LOCAL_WEIGHTS)} or a path to a .gguf file"
+    )
     raise MoAConfigError(msg)
 
 

@@ -192,3 +192,12 @@ def test_bad_option_values_are_usage_errors(models: Models, args: list[str], fra
     assert result.exit_code == 2
     assert fragment in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_option_values_map_to_model_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    fields = cli._Config(preset="together", num_proc=3, rounds=2, temperature=0.0).model_fields()
+    assert fields["max_concurrency"] == 3
+    assert fields["layers"] == 3
+    assert fields["temperature"] == 0.0  # a zero is honoured, not mistaken for "not given"
+    assert fields["aggregator"] == "Qwen/Qwen2.5-72B-Instruct-Turbo"
