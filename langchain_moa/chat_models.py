@@ -25,11 +25,17 @@ from langchain_core.utils import secret_from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import MessagesState
-from langgraph.types import StreamMode
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from langchain_moa.errors import MoAConfigError
-from langchain_moa.graph import AGGREGATOR_NODE, MoAContext, MoAGraph, build_moa_graph
+from langchain_moa.graph import (
+    AGGREGATOR_NODE,
+    STREAM_MODES,
+    MoAContext,
+    MoAGraph,
+    build_moa_graph,
+    run_config,
+)
 from langchain_moa.models import model_label
 from langchain_moa.prompts import AGGREGATOR_PROMPT
 
@@ -38,9 +44,6 @@ __all__ = ["MoAChatModel"]
 # Keyword that carries the parent run from stream()/astream() to _stream()/_astream(): LangChain
 # calls those without the run manager that child runs must nest under.
 _PARENT_RUN = "_moa_parent_run"
-
-# Tokens and progress arrive as custom events; the aggregator's update carries the final answer.
-_STREAM_MODES: list[StreamMode] = ["custom", "updates"]
 
 
 class MoAChatModel(BaseChatModel):
@@ -247,7 +250,7 @@ class MoAChatModel(BaseChatModel):
             max_tokens=aggregator_kwargs.pop("max_tokens", None),
             aggregator_kwargs=aggregator_kwargs,
         )
-        config = RunnableConfig(callbacks=callbacks, recursion_limit=2 * self.layers + 10)
+        config = run_config(self.layers, callbacks=callbacks)
         # Copies: the graph gives messages ids, and the caller's messages must stay as they were.
         copies: list[AnyMessage] = [cast("AnyMessage", m.model_copy()) for m in messages]
         return MessagesState(messages=copies), config, context
@@ -261,7 +264,7 @@ class MoAChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         state, config, context = self._graph_run(messages, stop, callbacks, kwargs)
         answer = _Answer()
-        events = self._graph.stream(state, config, context=context, stream_mode=_STREAM_MODES)
+        events = self._graph.stream(state, config, context=context, stream_mode=STREAM_MODES)
         for event in _in_context(events, _context_without_usage_hooks()):
             if token := answer.read(event):
                 yield token
@@ -276,7 +279,7 @@ class MoAChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         state, config, context = self._graph_run(messages, stop, callbacks, kwargs)
         answer = _Answer()
-        events = self._graph.astream(state, config, context=context, stream_mode=_STREAM_MODES)
+        events = self._graph.astream(state, config, context=context, stream_mode=STREAM_MODES)
         async for event in _ain_context(events, _context_without_usage_hooks()):
             if token := answer.read(event):
                 yield token

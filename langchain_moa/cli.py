@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langgraph.graph import MessagesState
 from pydantic import ValidationError
 from rich.console import Console, Group
 from rich.live import Live
@@ -27,7 +28,7 @@ from typer.core import TyperGroup
 
 from langchain_moa.chat_models import MoAChatModel
 from langchain_moa.errors import MoAError
-from langchain_moa.graph import AGGREGATOR_NODE, Proposal
+from langchain_moa.graph import AGGREGATOR_NODE, STREAM_MODES, Proposal, run_config
 from langchain_moa.presets import PRESETS, get_preset
 
 __all__ = ["app", "main"]
@@ -199,12 +200,12 @@ def _print_proposal(console: Console, proposal: Proposal) -> None:
     _plain(console, f"{head}\n{body}")
 
 
-async def _answer(moa: MoAChatModel, messages: list[BaseMessage], view: _View) -> AIMessage:
+async def _answer(moa: MoAChatModel, messages: Sequence[AnyMessage], view: _View) -> AIMessage:
     """Run the MoA graph, feeding its progress and tokens to ``view``."""
     answer: AIMessage | None = None
-    async for mode, data in moa.graph.astream(
-        {"messages": messages}, {"recursion_limit": 2 * moa.layers + 10}, stream_mode=["custom", "updates"]
-    ):
+    state = MessagesState(messages=list(messages))
+    events = moa.graph.astream(state, run_config(moa.layers), stream_mode=STREAM_MODES)
+    async for mode, data in cast("AsyncIterator[tuple[str, Any]]", events):
         if mode == "custom":
             view.event(data)
         elif AGGREGATOR_NODE in data:
@@ -314,7 +315,7 @@ def chat(
     out, err = _consoles()
     config = _Config(preset, aggregator, reference_models, temperature, max_tokens, rounds, layers, num_proc)
     moa = _build(config, err)
-    history: list[BaseMessage] = []
+    history: list[AnyMessage] = []
     while True:
         try:
             line = out.input(">>> ")
@@ -326,7 +327,9 @@ def chat(
             return
         if not question:
             continue
-        turn = [*history, HumanMessage(question)] if multi_turn else [HumanMessage(question)]
+        turn: list[AnyMessage] = (
+            [*history, HumanMessage(question)] if multi_turn else [HumanMessage(question)]
+        )
         view = _View(out, live=out.is_terminal, quiet=quiet, show_proposals=show_proposals)
         try:
             with view:
@@ -362,4 +365,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -43,7 +43,7 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import get_runtime
-from langgraph.types import Checkpointer
+from langgraph.types import Checkpointer, StreamMode
 from pydantic import SecretStr
 
 from langchain_moa._limits import CallLimit
@@ -65,6 +65,14 @@ ChatRunnable = Runnable[LanguageModelInput, BaseMessage]
 
 AGGREGATOR_NODE = "aggregator"
 """Name of the aggregator node (the last node of every MoA graph)."""
+
+STREAM_MODES: list[StreamMode] = ["custom", "updates"]
+"""How to watch a run: custom events bring progress and tokens; the aggregator's update, the answer."""
+
+
+def run_config(layers: int, **config: Any) -> RunnableConfig:
+    """Run configuration for a graph of ``layers`` layers (each layer takes two supersteps)."""
+    return RunnableConfig(recursion_limit=2 * layers + 10, **config)  # type: ignore[typeddict-item]
 
 
 class Proposal(TypedDict):

@@ -52,7 +52,8 @@ def _model_file(name_or_path: str) -> tuple[Path, str]:
     path = Path(name_or_path).expanduser()
     if path.suffix.lower() == ".gguf" or path.exists():
         if not path.is_file():
-            msg = f"no GGUF file at {str(path)!r}: give an existing .gguf file or one of {sorted(LOCAL_WEIGHTS)}"
+            known = sorted(LOCAL_WEIGHTS)
+            msg = f"no GGUF file at {str(path)!r}: give an existing .gguf file or one of {known}"
             raise MoAConfigError(msg)
         with path.open("rb") as f:
             if f.read(4) != _GGUF_MAGIC:
