@@ -12,11 +12,14 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import MessagesState
 from pydantic import ValidationError
 from rich.console import Console, Group
@@ -26,10 +29,10 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from langchain_moa.chat_models import MoAChatModel
+from langchain_moa.deployment import draw_models
 from langchain_moa.errors import MoAError
-from langchain_moa.graph import AGGREGATOR_NODE, STREAM_MODES, Proposal, run_config
-from langchain_moa.presets import PRESETS, get_preset
+from langchain_moa.graph import AGGREGATOR_NODE, STREAM_MODES, MoAGraph, Proposal, build_moa_graph, run_config
+from langchain_moa.presets import PRESETS, preset_fields
 
 __all__ = ["app", "main"]
 
@@ -110,20 +113,15 @@ class _Config:
                 f"--rounds {self.rounds} and --layers {self.layers} disagree (layers = rounds + 1); give one"
             )
             raise typer.BadParameter(msg)
-        fields = get_preset(self.preset_name()).model_fields()
-        if self.reference_models is not None:
-            fields["proposers"] = [m.strip() for m in self.reference_models.split(",") if m.strip()]
-        overrides = {
-            "aggregator": self.aggregator,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "layers": self.layers
-            if self.layers is not None
-            else (None if self.rounds is None else self.rounds + 1),
-            "max_concurrency": self.num_proc,
-        }
-        fields.update({k: v for k, v in overrides.items() if v is not None})
-        return fields
+        return preset_fields(
+            self.preset_name(),
+            proposers=self.reference_models,
+            aggregator=self.aggregator,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            layers=self.layers if self.rounds is None else self.rounds + 1,
+            max_concurrency=self.num_proc,
+        )
 
 
 # -- showing an answer ---------------------------------------------------------------------------
@@ -200,18 +198,59 @@ def _print_proposal(console: Console, proposal: Proposal) -> None:
     _plain(console, f"{head}\n{body}")
 
 
-async def _answer(moa: MoAChatModel, messages: Sequence[AnyMessage], view: _View) -> AIMessage:
-    """Run the MoA graph, feeding its progress and tokens to ``view``."""
+async def _answer(
+    graph: MoAGraph, layers: int, messages: Sequence[AnyMessage], view: _View, thread: str | None = None
+) -> AIMessage:
+    """Run the MoA graph, feeding its progress and tokens to ``view``.
+
+    With a ``thread``, the graph's SQLite checkpointer keeps the conversation: ``messages`` is the new
+    turn only, and every step is written before the next one starts (a killed process loses nothing).
+    """
     answer: AIMessage | None = None
     state = MessagesState(messages=list(messages))
-    events = moa.graph.astream(state, run_config(moa.layers), stream_mode=STREAM_MODES)
-    async for mode, data in cast("AsyncIterator[tuple[str, Any]]", events):
-        if mode == "custom":
-            view.event(data)
-        elif AGGREGATOR_NODE in data:
-            answer = data[AGGREGATOR_NODE]["messages"][-1]
+    async with _thread_store(graph, thread) as (runnable, config):
+        events = runnable.astream(
+            state,
+            run_config(layers, **config),
+            stream_mode=STREAM_MODES,
+            durability="sync" if thread else None,
+        )
+        async for mode, data in cast("AsyncIterator[tuple[str, Any]]", events):
+            if mode == "custom":
+                view.event(data)
+            elif AGGREGATOR_NODE in data:
+                answer = data[AGGREGATOR_NODE]["messages"][-1]
     assert answer is not None  # the graph always ends in the aggregator
     return answer
+
+
+def threads_path() -> Path:
+    """The SQLite file of ``moa chat --thread``: ``$LANGCHAIN_MOA_DATA`` or the user's data directory."""
+    from platformdirs import user_data_path
+
+    folder = Path(os.environ.get("LANGCHAIN_MOA_DATA") or user_data_path("langchain-moa"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "threads.sqlite"
+
+
+@asynccontextmanager
+async def _thread_store(
+    graph: MoAGraph, thread: str | None
+) -> AsyncIterator[tuple[MoAGraph, RunnableConfig]]:
+    """The graph with LangGraph's SQLite checkpointer for ``thread`` (as is without one)."""
+    if thread is None:
+        yield graph, RunnableConfig()
+        return
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    async with AsyncSqliteSaver.from_conn_string(str(threads_path())) as saver:
+        yield graph.copy(update={"checkpointer": saver}), RunnableConfig(configurable={"thread_id": thread})
+
+
+async def _thread_messages(graph: MoAGraph, thread: str) -> list[AnyMessage]:
+    async with _thread_store(graph, thread) as (runnable, config):
+        state = await runnable.aget_state(config)
+    return list(state.values.get("messages", []))
 
 
 def _as_json(message: AIMessage) -> str:
@@ -249,12 +288,13 @@ def _fail(err: Console, error: BaseException, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _build(config: _Config, err: Console) -> MoAChatModel:
+def _build(config: _Config, err: Console, *, draw: bool = False) -> tuple[MoAGraph, int]:
+    """The configured MoA graph and its layer count (with stand-in models when only drawing)."""
     try:
         fields = config.model_fields()
         for notice in config.notices:
             _plain(err, notice)
-        return MoAChatModel(**fields)
+        return build_moa_graph(**(draw_models(fields) if draw else fields)), fields["layers"]
     except typer.BadParameter as error:
         raise _fail(err, error, code=2) from None
     except (MoAError, ValueError) as error:
@@ -279,13 +319,13 @@ def ask(
     """Answer one question and exit (also `moa "question"`)."""
     out, err = _consoles()
     config = _Config(preset, aggregator, reference_models, temperature, max_tokens, rounds, layers, num_proc)
-    moa = _build(config, err)
+    graph, n_layers = _build(config, err)
     view = _View(
         out, live=out.is_terminal and not as_json, quiet=quiet or as_json, show_proposals=show_proposals
     )
     try:
         with view:
-            message = asyncio.run(_answer(moa, [HumanMessage(question)], view))
+            message = asyncio.run(_answer(graph, n_layers, [HumanMessage(question)], view))
     except KeyboardInterrupt:
         _plain(err, "cancelled")
         raise typer.Exit(130) from None
@@ -308,14 +348,25 @@ def chat(
     layers: LayersOpt = None,
     num_proc: NumProcOpt = None,
     multi_turn: Annotated[bool, typer.Option(help="Keep the conversation's history.")] = True,
+    thread: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep the conversation in a named thread, resumed by the next `moa chat --thread`."
+        ),
+    ] = None,
     show_proposals: ShowProposalsOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Chat at a `>>>` prompt. `exit` or Ctrl-D leaves; Ctrl-C cancels the running answer."""
     out, err = _consoles()
+    if thread is not None and not multi_turn:
+        raise _fail(err, ValueError("--thread keeps the history; drop --no-multi-turn"), code=2)
     config = _Config(preset, aggregator, reference_models, temperature, max_tokens, rounds, layers, num_proc)
-    moa = _build(config, err)
+    graph, n_layers = _build(config, err)
     history: list[AnyMessage] = []
+    if thread is not None:
+        earlier = asyncio.run(_thread_messages(graph, thread))
+        _plain(err, f"Thread {thread!r}: {len(earlier)} earlier messages ({threads_path()}).")
     while True:
         try:
             line = out.input(">>> ")
@@ -327,13 +378,14 @@ def chat(
             return
         if not question:
             continue
+        # With a thread the checkpointer holds the history; the turn is the new question alone.
         turn: list[AnyMessage] = (
-            [*history, HumanMessage(question)] if multi_turn else [HumanMessage(question)]
+            [*history, HumanMessage(question)] if multi_turn and not thread else [HumanMessage(question)]
         )
         view = _View(out, live=out.is_terminal, quiet=quiet, show_proposals=show_proposals)
         try:
             with view:
-                message = asyncio.run(_answer(moa, turn, view))
+                message = asyncio.run(_answer(graph, n_layers, turn, view, thread))
         except KeyboardInterrupt:
             _plain(err, "(answer cancelled)")
             continue
@@ -341,7 +393,7 @@ def chat(
             _plain(err, f"moa: error: {error}")
             continue
         view.finish(message)
-        if multi_turn:
+        if multi_turn and not thread:
             history = [*turn, AIMessage(message.text)]
 
 
@@ -357,6 +409,21 @@ def list_presets() -> None:
     else:
         for p in PRESETS.values():
             _plain(out, f"{p.name}\t{p.layers} layers\t{len(p.proposers)} proposers\t{p.description}")
+
+
+@app.command("graph")
+def draw_graph(
+    preset: PresetOpt = None,
+    aggregator: AggregatorOpt = None,
+    reference_models: ReferenceModelsOpt = None,
+    rounds: RoundsOpt = None,
+    layers: LayersOpt = None,
+) -> None:
+    """Print the configured MoA graph as a Mermaid drawing (offline: no model is called)."""
+    out, err = _consoles()
+    config = _Config(preset, aggregator, reference_models, rounds=rounds, layers=layers)
+    graph, _ = _build(config, err, draw=True)
+    _plain(out, graph.get_graph().draw_mermaid())
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from langchain_moa.errors import MoAConfigError
 
-__all__ = ["PRESETS", "Preset", "get_preset"]
+__all__ = ["PRESETS", "Preset", "get_preset", "preset_fields"]
 
 
 @dataclass(frozen=True)
@@ -122,3 +122,19 @@ def get_preset(name: str) -> Preset:
     hint = f" — did you mean {close[0]!r}?" if close else ""
     msg = f"unknown preset {name!r}{hint} (presets: {', '.join(PRESETS)})"
     raise MoAConfigError(msg)
+
+
+def preset_fields(preset: str, **overrides: Any) -> dict[str, Any]:
+    """``MoAChatModel`` fields of ``preset``, with every override that is not ``None`` applied.
+
+    ``proposers`` may be a comma-separated string (as the command line gives it).
+
+    Example:
+        >>> preset_fields("together", layers=3, temperature=None)["layers"]
+        3
+    """
+    fields = get_preset(preset).model_fields()
+    if isinstance(overrides.get("proposers"), str):
+        overrides["proposers"] = [p.strip() for p in overrides["proposers"].split(",") if p.strip()]
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    return fields

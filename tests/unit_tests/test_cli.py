@@ -201,3 +201,48 @@ def test_option_values_map_to_model_fields(monkeypatch: pytest.MonkeyPatch) -> N
     assert fields["layers"] == 3
     assert fields["temperature"] == 0.0  # a zero is honoured, not mistaken for "not given"
     assert fields["aggregator"] == "Qwen/Qwen2.5-72B-Instruct-Turbo"
+
+
+def test_chat_thread_is_resumed_by_a_later_chat(
+    models: Models, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANGCHAIN_MOA_DATA", str(tmp_path))
+    first = runner.invoke(cli.app, ["chat", *FAKE, "--thread", "work"], input="My name is Ada.\n")
+    assert first.exit_code == 0, first.output
+    assert "Thread 'work': 0 earlier messages" in first.stderr
+    second = runner.invoke(cli.app, ["chat", *FAKE, "--thread", "work"], input="What is my name?\n")
+    assert second.exit_code == 0, second.output
+    assert "Thread 'work': 2 earlier messages" in second.stderr
+    sent = models.calls("agg")[-1]["messages"]
+    assert [m.content for m in sent[1:]] == [
+        "My name is Ada.",
+        "Final answer after 2 messages.",
+        "What is my name?",
+    ]
+    other = runner.invoke(cli.app, ["chat", *FAKE, "--thread", "other"], input="")
+    assert "Thread 'other': 0 earlier messages" in other.stderr
+
+
+def test_thread_and_no_multi_turn_conflict(models: Models) -> None:
+    result = runner.invoke(cli.app, ["chat", *FAKE, "--thread", "t", "--no-multi-turn"])
+    assert result.exit_code == 2
+    assert "--thread keeps the history; drop --no-multi-turn" in result.stderr
+
+
+def test_graph_prints_the_mermaid_drawing_without_keys_or_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    result = runner.invoke(cli.app, ["graph", "--preset", "together-moa"])
+    assert result.exit_code == 0, result.output
+    drawing = result.stdout
+    assert drawing.count("(layer 1 #") == 6 and drawing.count("(layer 2 #") == 6
+    assert "layer\\202\\20done --> aggregator;" in drawing
+    assert "(layer 1 #4 Llama-3-70b-chat-hf)" in drawing
+
+
+def test_the_readme_shows_the_drawing_moa_graph_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    drawing = runner.invoke(cli.app, ["graph", "--preset", "together", "--layers", "3"]).stdout.strip()
+    assert f"```mermaid\n{drawing}\n```" in readme

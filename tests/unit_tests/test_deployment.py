@@ -1,0 +1,65 @@
+"""The graph factory LangGraph Server and Studio call (``langgraph.json``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from langchain_moa import MoAConfigError
+from langchain_moa.deployment import configured_fields, make_graph
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_langgraph_json_names_the_factory() -> None:
+    config = json.loads((ROOT / "langgraph.json").read_text())
+    assert config["graphs"] == {"moa": "./langchain_moa/deployment.py:make_graph"}
+    assert config["dependencies"] == ["."]
+
+
+def test_the_default_configuration_is_the_local_preset() -> None:
+    fields = configured_fields({})
+    assert fields["proposers"] == ["local:qwen2.5-coder-0.5b"] * 3
+    graph = make_graph({"configurable": {"__is_for_execution__": False}})
+    assert [n for n in graph.nodes if n.startswith("layer")] == [
+        "layer 1 #1 qwen2.5-coder-0.5b", "layer 1 #2 qwen2.5-coder-0.5b", "layer 1 #3 qwen2.5-coder-0.5b", "layer 1 done",
+    ]  # fmt: skip
+
+
+def test_an_assistant_configuration_shapes_the_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    configurable = {
+        "preset": "together",
+        "layers": 3,
+        "proposers": "a/x,b/y",
+        "max_tokens": 99,
+        "thread_id": "t",
+    }
+    fields = configured_fields(configurable)
+    assert fields["proposers"] == ["a/x", "b/y"] and fields["layers"] == 3 and fields["max_tokens"] == 99
+    assert fields["aggregator"] == "Qwen/Qwen2.5-72B-Instruct-Turbo"
+    graph = make_graph(
+        {"configurable": {**configurable, "__is_for_execution__": False}}
+    )  # drawn without a key
+    assert "layer 2 #2 y" in graph.nodes
+
+
+def test_running_a_together_configuration_without_a_key_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    with pytest.raises(MoAConfigError, match="set TOGETHER_API_KEY"):
+        make_graph({"configurable": {"preset": "together"}})
+
+
+def test_without_the_local_backend_the_default_says_what_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "xllamacpp" else real(name))
+    with pytest.raises(
+        MoAConfigError, match=r'pip install "langchain-moa\[local\]", or configure another preset'
+    ):
+        make_graph({"configurable": {}})
