@@ -27,8 +27,8 @@ def test_a_thread_is_resumed_by_a_new_process_and_survives_a_kill(tmp_path: Path
 
     # A second process answers a turn and is killed without a chance to clean up.
     env = {**os.environ, "LANGCHAIN_MOA_DATA": str(tmp_path)}
-    killed = subprocess.Popen([MOA, *ARGS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              env=env, text=True, start_new_session=True)  # fmt: skip
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL}
+    killed = subprocess.Popen([MOA, *ARGS], env=env, text=True, start_new_session=True, **pipes)
     assert killed.stdin is not None and killed.stdout is not None
     killed.stdin.write("What is my name?\n")
     killed.stdin.flush()

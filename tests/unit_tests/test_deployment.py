@@ -23,9 +23,8 @@ def test_the_default_configuration_is_the_local_preset() -> None:
     fields = configured_fields({})
     assert fields["proposers"] == ["local:qwen2.5-coder-0.5b"] * 3
     graph = make_graph({"configurable": {"__is_for_execution__": False}})
-    assert [n for n in graph.nodes if n.startswith("layer")] == [
-        "layer 1 #1 qwen2.5-coder-0.5b", "layer 1 #2 qwen2.5-coder-0.5b", "layer 1 #3 qwen2.5-coder-0.5b", "layer 1 done",
-    ]  # fmt: skip
+    proposers = [f"layer 1 #{i} qwen2.5-coder-0.5b" for i in (1, 2, 3)]
+    assert [n for n in graph.nodes if n.startswith("layer")] == [*proposers, "layer 1 done"]
 
 
 def test_an_assistant_configuration_shapes_the_graph(monkeypatch: pytest.MonkeyPatch) -> None:
