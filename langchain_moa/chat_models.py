@@ -92,6 +92,12 @@ class MoAChatModel(BaseChatModel):
     ``None``: no limit. (Async calls are cancelled; a sync call is abandoned to its thread.)"""
     min_proposals: int = 1
     """Answers each proposer layer must keep, or the call raises ``MoAError``. Default 1."""
+    proposal_quorum: int | None = None
+    """Go on as soon as this many of a layer's proposers have answered, cancelling the slower ones
+    (cut proposals are recorded with ``cut=True``). ``None``: wait for every proposer."""
+    layer_deadline: float | None = None
+    """Seconds after which a layer goes on with the answers it has, cancelling the rest, provided
+    ``min_proposals`` are in (else it waits until they are). ``None``: no deadline."""
     max_concurrency: int | None = None
     """Bound on simultaneous model calls across every call of this model (``None``: no bound)."""
     max_retries: int | None = None
@@ -123,6 +129,8 @@ class MoAChatModel(BaseChatModel):
             proposer_timeout=self.proposer_timeout if self.proposer_timeout is not None else self.timeout,
             max_retries=self.max_retries,
             min_proposals=self.min_proposals,
+            proposal_quorum=self.proposal_quorum,
+            layer_deadline=self.layer_deadline,
             max_concurrency=self.max_concurrency,
             api_key=self.api_key,
             # The graph runs inside this model's call: it must not write into a caller's checkpoints.

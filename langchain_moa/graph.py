@@ -17,14 +17,11 @@ the aggregator's tokens are sent as custom stream events (``stream_mode="custom"
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import functools
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from contextvars import copy_context
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -48,6 +45,7 @@ from pydantic import SecretStr
 
 from langchain_moa._limits import CallLimit
 from langchain_moa._messages import as_chunk
+from langchain_moa._race import LayerRace, ProposalCut, RaceRules, RaceTrack
 from langchain_moa.errors import AggregatorError, MoAConfigError, MoAError
 from langchain_moa.models import model_label, resolve_chat_model
 from langchain_moa.prompts import AGGREGATOR_PROMPT, inject_references
@@ -94,6 +92,8 @@ class Proposal(TypedDict):
     """Token usage the provider reported, if any."""
     latency_s: float
     """Seconds the call took (or until it was given up)."""
+    cut: bool
+    """Whether ``proposal_quorum`` or ``layer_deadline`` cut this proposer short."""
 
 
 def _merge_proposals(old: dict[str, Proposal], new: dict[str, Proposal]) -> dict[str, Proposal]:
@@ -131,9 +131,9 @@ class _Settings:
     prompt: str
     temperature: float | None
     max_tokens: int | None
-    proposer_timeout: float | None
     max_retries: int | None
     limit: CallLimit
+    races: RaceTrack
 
     def with_retries(self, model: ChatRunnable) -> ChatRunnable:
         """``model`` retried on any exception, when retries are asked for."""
@@ -205,10 +205,12 @@ class _ProposerNode:
         *,
         layer: int,
         index: int,
+        layer_size: int,
         references_from: Sequence[str],
         settings: _Settings,
     ) -> None:
         self.node = node
+        self.layer_size = layer_size
         self.model = settings.with_retries(model)
         self.label = model_label(model)
         self.layer = layer
@@ -224,7 +226,7 @@ class _ProposerNode:
         return inject_references(proposer_view(state["messages"]), self.settings.prompt, references)
 
     def _record(
-        self, started: float, message: BaseMessage | None, error: BaseException | None
+        self, race: LayerRace, started: float, message: BaseMessage | None, error: BaseException | None
     ) -> dict[str, Any]:
         proposal = Proposal(
             node=self.node,
@@ -235,6 +237,7 @@ class _ProposerNode:
             error=None,
             usage=None,
             latency_s=round(time.perf_counter() - started, 4),
+            cut=isinstance(error, ProposalCut),
         )
         if error is None and message is not None:
             text = message.text.strip()
@@ -243,8 +246,11 @@ class _ProposerNode:
                 proposal["usage"] = getattr(message, "usage_metadata", None)
             else:
                 proposal["error"] = "EmptyAnswer: the model returned no text"
+        elif isinstance(error, ProposalCut):
+            proposal["error"] = str(error)
         else:
             proposal["error"] = _error_text(error) if error else "no answer"
+        race.record(answered=proposal["error"] is None)
         _emit({"event": "proposal", **proposal})
         return {"proposals": {self.node: proposal}}
 
@@ -263,42 +269,31 @@ class _ProposerNode:
     def invoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
         messages, kwargs = self._prompt(state), self.settings.call_kwargs()
         call = functools.partial(self.model.invoke, messages, config, **kwargs)
-        with self.settings.limit.sync_slot():
+        with self._race() as race, self.settings.limit.sync_slot():
             started = self._started()
             try:
-                return self._record(started, _call_with_timeout(call, self.settings.proposer_timeout), None)
+                answer = race.run(call) if race.rules.active else call()
             except Exception as error:  # any failure drops this proposal; it is recorded
-                return self._record(started, None, error)
+                return self._record(race, started, None, error)
+            return self._record(race, started, answer, None)
 
     async def ainvoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
         messages, kwargs = self._prompt(state), self.settings.call_kwargs()
-        timeout = self.settings.proposer_timeout
-        async with self.settings.limit.async_slot():
-            started = self._started()
-            try:
-                answer = await asyncio.wait_for(self.model.ainvoke(messages, config, **kwargs), timeout)
-                return self._record(started, answer, None)
-            except TimeoutError:
-                return self._record(started, None, _timed_out(timeout))
-            except Exception as error:  # any failure drops this proposal; it is recorded
-                return self._record(started, None, error)
+        call = self.model.ainvoke(messages, config, **kwargs)
+        with self._race() as race:
+            async with self.settings.limit.async_slot():
+                started = self._started()
+                try:
+                    answer = await (race.arun(call) if race.rules.active else call)
+                except Exception as error:  # any failure drops this proposal; it is recorded
+                    return self._record(race, started, None, error)
+                return self._record(race, started, answer, None)
 
-
-def _timed_out(timeout: float | None) -> TimeoutError:
-    return TimeoutError(f"no answer within {timeout}s (proposer_timeout)")
-
-
-def _call_with_timeout(call: Callable[[], BaseMessage], timeout: float | None) -> BaseMessage:
-    if timeout is None:
-        return call()
-    # A sync call cannot be cancelled: past the timeout it is abandoned to its thread.
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moa-proposer")
-    future = pool.submit(copy_context().run, call)
-    pool.shutdown(wait=False)
-    try:
-        return future.result(timeout=timeout)
-    except FutureTimeout:
-        raise _timed_out(timeout) from None
+    def _race(self) -> contextlib.AbstractContextManager[LayerRace]:
+        # Proposers of one layer in one run share a superstep, hence its checkpoint id.
+        superstep = get_runtime().execution_info
+        run = superstep.checkpoint_id if superstep else str(id(self))
+        return self.settings.races.join(run, self.layer, self.layer_size)
 
 
 def _references(state: MoAState, nodes: Sequence[str]) -> list[str]:
@@ -470,6 +465,18 @@ def _check(
         raise MoAConfigError(msg)
 
 
+def _check_race(n: int, min_proposals: int, quorum: int | None, deadline: float | None) -> None:
+    if quorum is not None and not min_proposals <= quorum <= n:
+        msg = (
+            f"proposal_quorum must be between min_proposals ({min_proposals}) and the number of "
+            f"proposers ({n}), got {quorum!r}"
+        )
+        raise MoAConfigError(msg)
+    if deadline is not None and deadline <= 0:
+        msg = f"layer_deadline must be a positive number of seconds or None, got {deadline!r}"
+        raise MoAConfigError(msg)
+
+
 def build_moa_graph(
     proposers: Sequence[BaseChatModel | str],
     aggregator: BaseChatModel | str,
@@ -480,6 +487,8 @@ def build_moa_graph(
     max_tokens: int | None = None,
     proposer_timeout: float | None = None,
     min_proposals: int = 1,
+    proposal_quorum: int | None = None,
+    layer_deadline: float | None = None,
     max_concurrency: int | None = None,
     max_retries: int | None = None,
     api_key: SecretStr | None = None,
@@ -498,6 +507,10 @@ def build_moa_graph(
         max_tokens: token limit of every answer (``None``: each model's own).
         proposer_timeout: seconds a proposer may take before it is dropped.
         min_proposals: answers each layer must keep, or the run raises ``MoAError``.
+        proposal_quorum: aggregate as soon as this many of a layer's proposers have answered,
+            cancelling the rest (``None``: wait for all).
+        layer_deadline: seconds after which a layer goes on with what has arrived, cancelling the
+            rest, provided ``min_proposals`` answers are in (``None``: no deadline).
         max_concurrency: bound on simultaneous model calls across every run of this graph.
         max_retries: retries of each failing proposer call (``None``: each model's own client
             retries). The aggregator streams, and a stream is not replayed.
@@ -512,15 +525,23 @@ def build_moa_graph(
         'Four.'
     """
     _check(proposers, layers, min_proposals, proposer_timeout, max_concurrency, max_retries)
+    _check_race(len(proposers), min_proposals, proposal_quorum, layer_deadline)
     proposer_models = [resolve_chat_model(p, api_key=api_key) for p in proposers] if layers > 1 else []
     aggregator_model = resolve_chat_model(aggregator, api_key=api_key)
     settings = _Settings(
         prompt=aggregator_prompt,
         temperature=temperature,
         max_tokens=max_tokens,
-        proposer_timeout=proposer_timeout,
         max_retries=max_retries,
         limit=CallLimit(max_concurrency),
+        races=RaceTrack(
+            RaceRules(
+                quorum=proposal_quorum,
+                deadline=layer_deadline,
+                min_proposals=min_proposals,
+                timeout=proposer_timeout,
+            )
+        ),
     )
 
     graph = StateGraph(MoAState, context_schema=MoAContext, input_schema=MessagesState)
@@ -530,7 +551,13 @@ def build_moa_graph(
         names = [proposer_node_name(layer, i, m) for i, m in enumerate(proposer_models, start=1)]
         for index, (node, model) in enumerate(zip(names, proposer_models, strict=True), start=1):
             proposer = _ProposerNode(
-                node, model, layer=layer, index=index, references_from=previous_layer, settings=settings
+                node,
+                model,
+                layer=layer,
+                index=index,
+                layer_size=len(names),
+                references_from=previous_layer,
+                settings=settings,
             )
             graph.add_node(node, proposer.runnable())
             graph.add_edge(previous_join, node)
