@@ -104,9 +104,12 @@ class MoAChatModel(BaseChatModel):
     """Retries of each proposer call that raises (exponential backoff with jitter). ``None``: leave
     retries to each model's own client (most retry rate limits and 5xx already). The aggregator
     streams its answer and relies on its own client's retries."""
+    aggregator_timeout: float | None = None
+    """Seconds the aggregator's answer may take; past it the call raises ``AggregatorError``.
+    ``None``: no limit."""
     timeout: float | None = None
-    """LangChain's standard name for a per-call time limit: used as ``proposer_timeout`` when that
-    is not set."""
+    """LangChain's standard per-call time limit: the default of ``proposer_timeout`` and
+    ``aggregator_timeout``."""
     stop: list[str] | None = None
     """Stop sequences for the aggregator's answer (proposers answer in full)."""
     api_key: SecretStr | None = Field(
@@ -127,6 +130,9 @@ class MoAChatModel(BaseChatModel):
             temperature=self.temperature,
             max_tokens=self.max_tokens,
             proposer_timeout=self.proposer_timeout if self.proposer_timeout is not None else self.timeout,
+            aggregator_timeout=self.aggregator_timeout
+            if self.aggregator_timeout is not None
+            else self.timeout,
             max_retries=self.max_retries,
             min_proposals=self.min_proposals,
             proposal_quorum=self.proposal_quorum,

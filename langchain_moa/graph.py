@@ -17,11 +17,15 @@ the aggregator's tokens are sent as custom stream events (``stream_mode="custom"
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
+import queue
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import copy_context
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -34,8 +38,12 @@ from langchain_core.messages import (
     ToolMessage,
     message_chunk_to_message,
 )
-from langchain_core.messages.ai import UsageMetadata, add_usage
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.messages.ai import UsageMetadata, add_ai_message_chunks, add_usage
+from langchain_core.runnables import Runnable, RunnableConfig
+
+# LangGraph's own node wrapper (langgraph-prebuilt's ToolNode uses it too): it takes a sync and an async
+# function and inspects their signatures once, where RunnableLambda does it on every call.
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -132,6 +140,7 @@ class _Settings:
     temperature: float | None
     max_tokens: int | None
     max_retries: int | None
+    aggregator_timeout: float | None
     limit: CallLimit
     races: RaceTrack
 
@@ -218,8 +227,8 @@ class _ProposerNode:
         self.references_from = list(references_from)
         self.settings = settings
 
-    def runnable(self) -> RunnableLambda:
-        return RunnableLambda(self.invoke, afunc=self.ainvoke, name=self.node)
+    def runnable(self) -> RunnableCallable:
+        return RunnableCallable(self.invoke, self.ainvoke, name=self.node)
 
     def _prompt(self, state: MoAState) -> list[BaseMessage]:
         references = _references(state, self.references_from)
@@ -342,8 +351,8 @@ class _AggregatorNode:
         self.layer_nodes = [list(nodes) for nodes in layer_nodes]
         self.settings = settings
 
-    def runnable(self) -> RunnableLambda:
-        return RunnableLambda(self.invoke, afunc=self.ainvoke, name=AGGREGATOR_NODE)
+    def runnable(self) -> RunnableCallable:
+        return RunnableCallable(self.invoke, self.ainvoke, name=AGGREGATOR_NODE)
 
     def _call(self, state: MoAState) -> tuple[ChatRunnable, list[BaseMessage], dict[str, Any]]:
         references = _references(state, self.references_from)
@@ -364,34 +373,41 @@ class _AggregatorNode:
 
     def invoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
         model, messages, kwargs = self._call(state)
-        started, answer = time.perf_counter(), None
+        started, chunks = time.perf_counter(), list[AIMessageChunk]()
         try:
             with self.settings.limit.sync_slot():
-                for chunk in model.stream(messages, config, **kwargs):
-                    answer = _add_chunk(answer, chunk)
+                stream = model.stream(messages, config, **kwargs)
+                for chunk in _within(stream, self.settings.aggregator_timeout):
+                    chunks.append(_forward(chunk))
         except Exception as error:
             raise self._failed(kwargs, error) from error
-        return self._answer(state, answer, started, self._label(kwargs))
+        return self._answer(state, chunks, started, self._label(kwargs))
 
     async def ainvoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
         model, messages, kwargs = self._call(state)
-        started, answer = time.perf_counter(), None
+        started, chunks = time.perf_counter(), list[AIMessageChunk]()
         try:
-            async with self.settings.limit.async_slot():
+            async with self.settings.limit.async_slot(), asyncio.timeout(self.settings.aggregator_timeout):
                 async for chunk in model.astream(messages, config, **kwargs):
-                    answer = _add_chunk(answer, chunk)
+                    chunks.append(_forward(chunk))
+        except TimeoutError as error:
+            timeout = TimeoutError(
+                f"no answer within {self.settings.aggregator_timeout}s (aggregator_timeout)"
+            )
+            raise self._failed(kwargs, timeout) from error
         except Exception as error:
             raise self._failed(kwargs, error) from error
-        return self._answer(state, answer, started, self._label(kwargs))
+        return self._answer(state, chunks, started, self._label(kwargs))
 
     def _failed(self, kwargs: Mapping[str, Any], error: Exception) -> AggregatorError:
         return AggregatorError(f"aggregator ({self._label(kwargs)}) failed: {_error_text(error)}")
 
     def _answer(
-        self, state: MoAState, answer: AIMessageChunk | None, started: float, label: str
+        self, state: MoAState, chunks: list[AIMessageChunk], started: float, label: str
     ) -> dict[str, Any]:
-        if answer is None:
+        if not chunks:
             raise AggregatorError(f"aggregator ({label}) returned nothing")
+        answer = add_ai_message_chunks(*chunks) if len(chunks) > 1 else chunks[0]  # one merge, at the end
         message = message_chunk_to_message(answer)
         proposals = state.get("proposals") or {}
         layers = [[proposals[n] for n in nodes] for nodes in self.layer_nodes]
@@ -417,11 +433,48 @@ class _AggregatorNode:
         return {"messages": [final]}
 
 
-def _add_chunk(total: AIMessageChunk | None, chunk: BaseMessage) -> AIMessageChunk:
-    """Accumulate a streamed chunk and forward it to custom-stream listeners."""
+_END = object()
+
+
+def _within(stream: Iterator[BaseMessage], timeout: float | None) -> Iterator[BaseMessage]:
+    """``stream``, failing with ``TimeoutError`` when it is not finished within ``timeout`` seconds.
+
+    The stream is read in a worker thread (a blocked sync read cannot be interrupted; past the
+    timeout it is abandoned there).
+    """
+    if timeout is None:
+        yield from stream
+        return
+    items: queue.Queue[Any] = queue.Queue()
+
+    def pump() -> None:
+        try:
+            for item in stream:
+                items.put(item)
+        except BaseException as error:  # handed over to the reader
+            items.put(error)
+        finally:
+            items.put(_END)
+
+    threading.Thread(target=copy_context().run, args=(pump,), daemon=True, name="moa-aggregator").start()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            item = items.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise TimeoutError(f"no answer within {timeout}s (aggregator_timeout)") from None
+        if item is _END:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _forward(chunk: BaseMessage) -> AIMessageChunk:
+    """Send a streamed chunk to custom-stream listeners."""
     chunk = as_chunk(chunk)  # a model without streaming yields one whole AIMessage
     _emit({"event": "token", "chunk": chunk})
-    return chunk if total is None else total + chunk
+    return chunk
 
 
 def proposer_node_name(layer: int, index: int, model: BaseChatModel) -> str:
@@ -433,7 +486,7 @@ def _check(
     proposers: Sequence[Any],
     layers: int,
     min_proposals: int,
-    timeout: float | None,
+    timeouts: Mapping[str, float | None],
     limit: int | None,
     retries: int | None,
 ) -> None:
@@ -454,9 +507,10 @@ def _check(
             f"got {min_proposals!r}"
         )
         raise MoAConfigError(msg)
-    if timeout is not None and timeout <= 0:
-        msg = f"proposer_timeout must be a positive number of seconds or None, got {timeout!r}"
-        raise MoAConfigError(msg)
+    for name, seconds in timeouts.items():
+        if seconds is not None and seconds <= 0:
+            msg = f"{name} must be a positive number of seconds or None, got {seconds!r}"
+            raise MoAConfigError(msg)
     if retries is not None and retries < 0:
         msg = f"max_retries must be >= 0 or None (each model's own retries), got {retries!r}"
         raise MoAConfigError(msg)
@@ -486,6 +540,7 @@ def build_moa_graph(
     temperature: float | None = None,
     max_tokens: int | None = None,
     proposer_timeout: float | None = None,
+    aggregator_timeout: float | None = None,
     min_proposals: int = 1,
     proposal_quorum: int | None = None,
     layer_deadline: float | None = None,
@@ -506,6 +561,7 @@ def build_moa_graph(
         temperature: sampling temperature of every call (``None``: each model's own).
         max_tokens: token limit of every answer (``None``: each model's own).
         proposer_timeout: seconds a proposer may take before it is dropped.
+        aggregator_timeout: seconds the aggregator's answer may take (then ``AggregatorError``).
         min_proposals: answers each layer must keep, or the run raises ``MoAError``.
         proposal_quorum: aggregate as soon as this many of a layer's proposers have answered,
             cancelling the rest (``None``: wait for all).
@@ -524,7 +580,8 @@ def build_moa_graph(
         >>> graph.invoke({"messages": [("user", "2+2?")]})["messages"][-1].content
         'Four.'
     """
-    _check(proposers, layers, min_proposals, proposer_timeout, max_concurrency, max_retries)
+    timeouts = {"proposer_timeout": proposer_timeout, "aggregator_timeout": aggregator_timeout}
+    _check(proposers, layers, min_proposals, timeouts, max_concurrency, max_retries)
     _check_race(len(proposers), min_proposals, proposal_quorum, layer_deadline)
     proposer_models = [resolve_chat_model(p, api_key=api_key) for p in proposers] if layers > 1 else []
     aggregator_model = resolve_chat_model(aggregator, api_key=api_key)
@@ -533,6 +590,7 @@ def build_moa_graph(
         temperature=temperature,
         max_tokens=max_tokens,
         max_retries=max_retries,
+        aggregator_timeout=aggregator_timeout,
         limit=CallLimit(max_concurrency),
         races=RaceTrack(
             RaceRules(

@@ -77,7 +77,7 @@ async def test_past_the_deadline_the_layer_waits_for_min_proposals() -> None:
 
 
 async def test_quorum_in_every_layer() -> None:
-    moa, proposers, aggregator = _moa([0.05, 0.1, 2.0], layers=3, proposal_quorum=2)
+    moa, proposers, _ = _moa([0.05, 0.1, 2.0], layers=3, proposal_quorum=2)
     result = await moa.ainvoke("Q")
     layers = result.response_metadata["moa"]["layers"]
     assert [[p["cut"] for p in layer] for layer in layers] == [[False, False, True]] * 2
