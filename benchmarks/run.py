@@ -28,6 +28,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import Field
 
 from langchain_moa import AGGREGATOR_PROMPT, MoAChatModel
 from langchain_moa.prompts import inject_references
@@ -41,7 +42,7 @@ class SimulatedModel(BaseChatModel):
     latencies: list[float]
     tokens: int = 8
     token_delay: float = 0.0
-    first_token_at: list[float] = []
+    first_token_at: list[float] = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:
@@ -50,15 +51,21 @@ class SimulatedModel(BaseChatModel):
     def _next(self) -> float:
         return self.latencies.pop(0) if self.latencies else 0.0
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
         raise NotImplementedError("the benchmark is async")
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any) -> ChatResult:
+    async def _agenerate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
         await asyncio.sleep(self._next())
         message = AIMessage(" ".join(["word"] * self.tokens), usage_metadata=_usage(self.tokens))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    async def _astream(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any) -> AsyncIterator[ChatGenerationChunk]:
+    async def _astream(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> AsyncIterator[ChatGenerationChunk]:
         await asyncio.sleep(self._next())
         for i in range(self.tokens):
             if i == 0:
@@ -104,7 +111,9 @@ def draw_trial(rng: random.Random, layers: int, n: int, median: float = 0.2, sig
     return Trial([[draw() for _ in range(n)] for _ in range(layers - 1)], draw())
 
 
-async def paper_moa(proposers: Sequence[BaseChatModel], aggregator: BaseChatModel, question: str, layers: int) -> str:
+async def paper_moa(
+    proposers: Sequence[BaseChatModel], aggregator: BaseChatModel, question: str, layers: int
+) -> str:
     """MoA the way the reference implementation does it: gather each layer, then aggregate."""
     messages: list[BaseMessage] = [HumanMessage(question)]
     references: list[str] = []
@@ -113,7 +122,9 @@ async def paper_moa(proposers: Sequence[BaseChatModel], aggregator: BaseChatMode
             *(p.ainvoke(inject_references(messages, AGGREGATOR_PROMPT, references)) for p in proposers)
         )
         references = [a.text for a in answers]
-    chunks = [c.text async for c in aggregator.astream(inject_references(messages, AGGREGATOR_PROMPT, references))]
+    chunks = [
+        c.text async for c in aggregator.astream(inject_references(messages, AGGREGATOR_PROMPT, references))
+    ]
     return "".join(chunks)
 
 
@@ -126,7 +137,9 @@ async def timed(coroutine: Any) -> float:
 # -- 1. wall time against the critical path and the plain-asyncio baseline -----------------------
 
 
-async def wall_time(layer_counts: Sequence[int], proposer_counts: Sequence[int], trials: int) -> list[list[str]]:
+async def wall_time(
+    layer_counts: Sequence[int], proposer_counts: Sequence[int], trials: int
+) -> list[list[str]]:
     rows = []
     for layers in layer_counts:
         for n in proposer_counts:
@@ -160,16 +173,18 @@ async def overhead(calls: int) -> list[list[str]]:
         moa = MoAChatModel(proposers=proposers, aggregator=aggregator, layers=layers)
         await moa.ainvoke("warm up")
         moa_s = await timed(_repeat(lambda: moa.ainvoke("Q"), calls))
-        base_s = await timed(_repeat(lambda: paper_moa(*Trial([[0.0] * n] * (layers - 1), 0.0).models(), "Q", layers), calls))
+        base_s = await timed(
+            _repeat(lambda: paper_moa(*Trial([[0.0] * n] * (layers - 1), 0.0).models(), "Q", layers), calls)
+        )
         moa_us, base_us = (x / calls / per_moa * 1e6 for x in (moa_s, base_s))
         rows.append([str(layers), str(n), f"{base_us:.0f}", f"{moa_us:.0f}", f"{moa_us - base_us:.0f}"])
         print(f"  overhead: {layers} layers x {n}: {moa_us - base_us:.0f} us per model call")
     return rows
 
 
-async def _repeat(make: Any, times: int) -> None:
+async def _repeat(call: Any, times: int, *args: Any) -> None:
     for _ in range(times):
-        await make()
+        await call(*args)
 
 
 # -- 3. time to first token -----------------------------------------------------------------------
@@ -201,9 +216,9 @@ async def concurrent(requests: int, concurrency: int, latency: float) -> list[li
 
     inputs = [f"question {i}" for i in range(requests)]
     model = moa()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     results = await model.abatch(inputs, config={"max_concurrency": concurrency})
-    elapsed = time.perf_counter() - started
+    elapsed, cpu_ms = time.perf_counter() - started, (time.process_time() - cpu) / requests * 1000
     assert len(results) == requests and all(r.text for r in results)
     ideal = concurrency / (2 * latency)  # each request's critical path: one proposer layer + aggregator
     gc.collect()
@@ -214,7 +229,7 @@ async def concurrent(requests: int, concurrency: int, latency: float) -> list[li
     throughput = requests / elapsed
     print(f"  {requests} requests: {throughput:.0f}/s of an ideal {ideal:.0f}/s, peak {peak / 2**20:.0f} MiB")
     return [[str(requests), str(concurrency), f"{ideal:.0f}", f"{throughput:.0f}", f"{throughput / ideal * 100:.0f}%",
-             f"{peak / 2**20:.1f}"]]  # fmt: skip
+             f"{cpu_ms:.1f}", f"{1000 / cpu_ms:.0f}", f"{peak / 2**20:.1f}"]]  # fmt: skip
 
 
 # -- 5. tail latency: quorum against waiting for everyone ---------------------------------------
@@ -233,7 +248,9 @@ async def tail(trials: int) -> list[list[str]]:
             times.append(await timed(moa.ainvoke("Q")))
         times.sort()
         p50, p95 = times[len(times) // 2], times[int(len(times) * 0.95) - 1]
-        rows.append([str(quorum or "all 4"), f"{p50 * 1000:.0f}", f"{p95 * 1000:.0f}", f"{times[-1] * 1000:.0f}"])
+        rows.append(
+            [str(quorum or "all 4"), f"{p50 * 1000:.0f}", f"{p95 * 1000:.0f}", f"{times[-1] * 1000:.0f}"]
+        )
         print(f"  tail: quorum {quorum}: p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
     return rows
 
@@ -304,11 +321,18 @@ async def measure(args: argparse.Namespace) -> str:
     sections.append(f"## Many concurrent requests\n\n`abatch` of N requests with `max_concurrency`; 4 proposers "
                     f"and an aggregator of {latency:g} s each; ideal throughput = concurrency / critical path. "
                     "Peak memory is Python's allocations during the batch (tracemalloc). Target: 80% of ideal.\n\n"
-                    + table(["requests", "max_concurrency", "ideal req/s", "req/s", "of ideal", "peak MiB"], rows))  # fmt: skip
+                    + table(["requests", "max_concurrency", "ideal req/s", "req/s", "of ideal", "CPU ms/request",
+                             "CPU-bound req/s", "peak MiB"], rows)
+                    + "\n\nWhere this falls short of the target, the CPU column says why: each MoA request costs "
+                    "that much Python CPU time (LangGraph supersteps, LangChain callbacks and message objects "
+                    "for 5 model calls), all on the one core an event loop uses, so one process serves at most "
+                    "the CPU-bound rate whatever the concurrency, and 1,000 requests started at once queue for "
+                    "the CPU behind each other. More throughput takes more processes (LangGraph Server runs "
+                    "several workers).")  # fmt: skip
     print("tail latency ...")
     rows = await tail(5 if quick else 60)
     sections.append("## Tail latency with a heavy-tailed proposer\n\n4 proposers, 2 layers: three log-normal "
-                    "(median 100 ms), one Pareto (α 1.2, from 100 ms); aggregator 100 ms. `proposal_quorum=3` "
+                    "(median 100 ms), one Pareto (alpha 1.2, from 100 ms); aggregator 100 ms. `proposal_quorum=3` "
                     "aggregates the first three answers and cancels the fourth.\n\n"
                     + table(["wait for", "p50 ms", "p95 ms", "max ms"], rows))  # fmt: skip
     if args.local:

@@ -34,9 +34,10 @@ from langchain_moa.graph import (
     MoAContext,
     MoAGraph,
     build_moa_graph,
+    check_inputs,
     run_config,
 )
-from langchain_moa.models import model_label
+from langchain_moa.models import model_label, resolve_chat_model
 from langchain_moa.prompts import AGGREGATOR_PROMPT
 
 __all__ = ["MoAChatModel"]
@@ -118,13 +119,19 @@ class MoAChatModel(BaseChatModel):
     """Together API key for model strings without a provider; defaults to ``TOGETHER_API_KEY``."""
 
     _graph: MoAGraph = PrivateAttr()
+    _models: list[BaseChatModel] = PrivateAttr()
 
     @model_validator(mode="after")
     def _build_graph(self) -> Self:
         # Built once, here: bad configuration fails at construction, before any model is called.
+        proposers = (
+            [resolve_chat_model(p, api_key=self.api_key) for p in self.proposers] if self.layers > 1 else []
+        )
+        aggregator = resolve_chat_model(self.aggregator, api_key=self.api_key)
+        self._models = [*proposers, aggregator]
         self._graph = build_moa_graph(
-            self.proposers,
-            self.aggregator,
+            proposers if self.layers > 1 else self.proposers,
+            aggregator,
             layers=self.layers,
             aggregator_prompt=self.aggregator_prompt,
             temperature=self.temperature,
@@ -256,6 +263,7 @@ class MoAChatModel(BaseChatModel):
         kwargs: dict[str, Any],
     ) -> tuple[MessagesState, RunnableConfig, MoAContext]:
         _check_messages(messages)
+        check_inputs(messages, self._models)
         kwargs.pop(_PARENT_RUN, None)
         stop = stop or self.stop
         aggregator_kwargs = {**kwargs, "stop": stop} if stop else dict(kwargs)

@@ -64,6 +64,7 @@ __all__ = [
     "MoAState",
     "Proposal",
     "build_moa_graph",
+    "check_inputs",
     "proposer_view",
 ]
 
@@ -198,6 +199,39 @@ def proposer_view(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
         else:
             view.append(message)
     return view
+
+
+# Content block types and the model-profile flag that says whether a model accepts them.
+_MEDIA_PROFILE_KEYS = {
+    "image": "image_inputs",
+    "image_url": "image_inputs",
+    "audio": "audio_inputs",
+    "input_audio": "audio_inputs",
+    "file": "pdf_inputs",
+    "video": "video_inputs",
+}
+
+
+def check_inputs(messages: Sequence[BaseMessage], models: Sequence[BaseChatModel]) -> None:
+    """Refuse media a model's profile says it cannot take, before any model is called.
+
+    Raises:
+        MoAConfigError: naming the message, the kind of content and the model.
+    """
+    for number, message in enumerate(messages, start=1):
+        blocks = message.content if isinstance(message.content, list) else []
+        kinds = [
+            str(b.get("type")) for b in blocks if isinstance(b, dict) and b.get("type") in _MEDIA_PROFILE_KEYS
+        ]
+        for kind in kinds:
+            key = _MEDIA_PROFILE_KEYS[kind]
+            for model in models:
+                if (getattr(model, "profile", None) or {}).get(key) is False:
+                    msg = (
+                        f"message {number} has {kind} content, which {model_label(model)} does not "
+                        f"accept ({key}=False in its profile): send text only, or choose models that take it"
+                    )
+                    raise MoAConfigError(msg)
 
 
 def _error_text(error: BaseException) -> str:

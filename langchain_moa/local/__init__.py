@@ -78,9 +78,12 @@ def local_chat_model(name_or_path: str, *, slots: int = 4, **kwargs: Any) -> Bas
     require_local_extra()
     from langchain_openai import ChatOpenAI
 
-    from langchain_moa.local.server import serve
+    from langchain_moa.local.server import SLOT_CONTEXT, serve
 
     path, name = _model_file(name_or_path)
     server = serve(path, slots=slots)
-    options: dict[str, Any] = {"max_retries": 0, "stream_usage": True, **kwargs}
+    # What llama.cpp serves here: text in, text out, within one slot's context.
+    profile = {"max_input_tokens": SLOT_CONTEXT, "image_inputs": False, "audio_inputs": False,
+               "pdf_inputs": False, "video_inputs": False}  # fmt: skip
+    options: dict[str, Any] = {"max_retries": 0, "stream_usage": True, "profile": profile, **kwargs}
     return ChatOpenAI(model=name, base_url=server.base_url, api_key=server.api_key, **options)

@@ -78,3 +78,12 @@ def test_one_shared_server_on_loopback_that_demands_its_key(moa: MoAChatModel) -
         timeout=60,
     )
     assert accepted.status_code == 200
+
+
+def test_an_input_beyond_the_local_context_fails_clearly(moa: MoAChatModel) -> None:
+    from langchain_moa import MoAError
+
+    with pytest.raises(MoAError) as caught:
+        moa.invoke("word " * 6000)
+    assert "exceeds the available context size" in str(caught.value)
+    assert "proposer 1 (qwen2.5-coder-0.5b)" in str(caught.value)
