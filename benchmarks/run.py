@@ -172,10 +172,9 @@ async def overhead(calls: int) -> list[list[str]]:
         proposers, aggregator = Trial([[0.0] * n] * (layers - 1), 0.0).models()
         moa = MoAChatModel(proposers=proposers, aggregator=aggregator, layers=layers)
         await moa.ainvoke("warm up")
-        moa_s = await timed(_repeat(lambda: moa.ainvoke("Q"), calls))
-        base_s = await timed(
-            _repeat(lambda: paper_moa(*Trial([[0.0] * n] * (layers - 1), 0.0).models(), "Q", layers), calls)
-        )
+        instant = Trial([[0.0] * n] * (layers - 1), 0.0)
+        moa_s = await timed(_repeat(moa.ainvoke, calls, "Q"))
+        base_s = await timed(_repeat(lambda t=instant, k=layers: paper_moa(*t.models(), "Q", k), calls))
         moa_us, base_us = (x / calls / per_moa * 1e6 for x in (moa_s, base_s))
         rows.append([str(layers), str(n), f"{base_us:.0f}", f"{moa_us:.0f}", f"{moa_us - base_us:.0f}"])
         print(f"  overhead: {layers} layers x {n}: {moa_us - base_us:.0f} us per model call")

@@ -397,18 +397,28 @@ def chat(
             history = [*turn, AIMessage(message.text)]
 
 
+def print_table(
+    console: Console, header: Sequence[str], rows: Sequence[Sequence[str]], title: str = ""
+) -> None:
+    """A table: drawn on a terminal, tab-separated lines (with no header) for pipes and files."""
+    if console.is_terminal:
+        table = Table(
+            *header, title=title or None, show_lines=any("\n" in cell for row in rows for cell in row)
+        )
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    else:
+        for row in rows:
+            _plain(console, "\t".join(cell.replace("\n", ", ") for cell in row))
+
+
 @app.command("presets")
 def list_presets() -> None:
     """List the named configurations."""
-    out, _ = _consoles()
-    table = Table("preset", "layers", "proposers", "aggregator", "needs", "description", show_lines=True)
-    for p in PRESETS.values():
-        table.add_row(p.name, str(p.layers), "\n".join(p.proposers), p.aggregator, p.needs, p.description)
-    if out.is_terminal:
-        out.print(table)
-    else:
-        for p in PRESETS.values():
-            _plain(out, f"{p.name}\t{p.layers} layers\t{len(p.proposers)} proposers\t{p.description}")
+    rows = [[p.name, f"{p.layers} layers", "\n".join(p.proposers), p.aggregator, p.needs, p.description]
+            for p in PRESETS.values()]  # fmt: skip
+    print_table(_consoles()[0], ["preset", "layers", "proposers", "aggregator", "needs", "description"], rows)
 
 
 @app.command("graph")
@@ -424,6 +434,12 @@ def draw_graph(
     config = _Config(preset, aggregator, reference_models, rounds=rounds, layers=layers)
     graph, _ = _build(config, err, draw=True)
     _plain(out, graph.get_graph().draw_mermaid())
+
+
+# `moa eval ...` (registered last: it builds on this module's options).
+from langchain_moa.evaluation.cli import eval_app  # noqa: E402
+
+app.add_typer(eval_app, name="eval")
 
 
 def main() -> None:

