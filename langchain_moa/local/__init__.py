@@ -85,5 +85,13 @@ def local_chat_model(name_or_path: str, *, slots: int = 4, **kwargs: Any) -> Bas
     # What llama.cpp serves here: text in, text out, within one slot's context.
     profile = {"max_input_tokens": SLOT_CONTEXT, "image_inputs": False, "audio_inputs": False,
                "pdf_inputs": False, "video_inputs": False}  # fmt: skip
-    options: dict[str, Any] = {"max_retries": 0, "stream_usage": True, "profile": profile, **kwargs}
+    # streaming=True even for invoke(): llama.cpp stops generating when a stream's client goes away,
+    # so a cancelled or cut call frees its slot at once.
+    options: dict[str, Any] = {
+        "max_retries": 0,
+        "streaming": True,
+        "stream_usage": True,
+        "profile": profile,
+        **kwargs,
+    }
     return ChatOpenAI(model=name, base_url=server.base_url, api_key=server.api_key, **options)

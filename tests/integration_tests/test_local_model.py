@@ -87,3 +87,47 @@ def test_an_input_beyond_the_local_context_fails_clearly(moa: MoAChatModel) -> N
         moa.invoke("word " * 6000)
     assert "exceeds the available context size" in str(caught.value)
     assert "proposer 1 (qwen2.5-coder-0.5b)" in str(caught.value)
+
+
+def _busy_slots() -> int:
+    (server,) = running_servers()
+    key = server.api_key.get_secret_value()
+    slots = httpx.get(
+        server.base_url.removesuffix("/v1") + "/slots", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+    return sum(slot["is_processing"] for slot in slots.json())
+
+
+async def _wait_until_idle(seconds: float) -> float:
+    import asyncio
+    import time
+
+    started = time.monotonic()
+    while _busy_slots():
+        assert time.monotonic() - started < seconds, "a server slot is still generating"
+        await asyncio.sleep(0.2)
+    return time.monotonic() - started
+
+
+async def test_cancelling_a_local_call_frees_every_server_slot(moa: MoAChatModel) -> None:
+    import asyncio
+
+    long_moa = MoAChatModel(**{**moa.model_dump(exclude={"proposers", "aggregator"}), "proposers": moa.proposers,
+                               "aggregator": moa.aggregator, "max_tokens": 400})  # fmt: skip
+    call = asyncio.ensure_future(long_moa.ainvoke("Write a long essay about the history of Rome."))
+    while not _busy_slots():  # the proposers are generating
+        await asyncio.sleep(0.1)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await _wait_until_idle(15)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    aggregator_alone = MoAChatModel(
+        proposers=moa.proposers, aggregator=moa.aggregator, layers=1, max_tokens=400
+    )
+    stream = aggregator_alone.astream("Write a long essay about the history of Greece.")
+    await anext(stream)  # the aggregator is streaming
+    await stream.aclose()
+    await _wait_until_idle(15)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
