@@ -17,7 +17,8 @@ class CallLimit:
     """At most ``limit`` model calls at once (``None``: no bound).
 
     The sync bound is a thread semaphore; the async bound is one asyncio semaphore per event loop
-    (an asyncio semaphore cannot be shared between loops).
+    (an asyncio semaphore cannot be shared between loops). So the bound holds across all sync calls,
+    and across all async calls of one event loop; sync and async calls at once each get ``limit``.
     """
 
     def __init__(self, limit: int | None) -> None:

@@ -95,10 +95,12 @@ class LayerRace:
                 if self._changed is None or self._changed.is_set():
                     self._changed = asyncio.Event()
                 waiter = asyncio.ensure_future(self._changed.wait())
-                done, _ = await asyncio.wait(
-                    {task, waiter}, timeout=self._wait_bound(stop_at), return_when=asyncio.FIRST_COMPLETED
-                )
-                waiter.cancel()
+                try:
+                    done, _ = await asyncio.wait(
+                        {task, waiter}, timeout=self._wait_bound(stop_at), return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    waiter.cancel()
                 if task in done:
                     return task.result()
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextvars import Context, copy_context
@@ -34,6 +35,7 @@ from langchain_moa.graph import (
     MoAContext,
     MoAGraph,
     build_moa_graph,
+    check_config,
     check_inputs,
     run_config,
 )
@@ -119,37 +121,50 @@ class MoAChatModel(BaseChatModel):
     """Together API key for model strings without a provider; defaults to ``TOGETHER_API_KEY``."""
 
     _graph: MoAGraph = PrivateAttr()
-    _models: list[BaseChatModel] = PrivateAttr()
+    _graph_key: tuple[Any, ...] = PrivateAttr(default=())
+    _models: list[BaseChatModel] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _build_graph(self) -> Self:
-        # Built once, here: bad configuration fails at construction, before any model is called.
-        proposers = (
-            [resolve_chat_model(p, api_key=self.api_key) for p in self.proposers] if self.layers > 1 else []
-        )
-        aggregator = resolve_chat_model(self.aggregator, api_key=self.api_key)
-        self._models = [*proposers, aggregator]
-        self._graph = build_moa_graph(
-            proposers if self.layers > 1 else self.proposers,
-            aggregator,
-            layers=self.layers,
-            aggregator_prompt=self.aggregator_prompt,
-            temperature=self.temperature,
-            max_tokens=self.max_tokens,
-            proposer_timeout=self.proposer_timeout if self.proposer_timeout is not None else self.timeout,
-            aggregator_timeout=self.aggregator_timeout
+        # Built here, so that bad configuration fails at construction, before any model is called.
+        self._current_graph()
+        return self
+
+    def _graph_options(self) -> dict[str, Any]:
+        return {
+            "layers": self.layers,
+            "aggregator_prompt": self.aggregator_prompt,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "proposer_timeout": self.proposer_timeout if self.proposer_timeout is not None else self.timeout,
+            "aggregator_timeout": self.aggregator_timeout
             if self.aggregator_timeout is not None
             else self.timeout,
-            max_retries=self.max_retries,
-            min_proposals=self.min_proposals,
-            proposal_quorum=self.proposal_quorum,
-            layer_deadline=self.layer_deadline,
-            max_concurrency=self.max_concurrency,
-            api_key=self.api_key,
-            # The graph runs inside this model's call: it must not write into a caller's checkpoints.
-            checkpointer=False,
+            "max_retries": self.max_retries,
+            "min_proposals": self.min_proposals,
+            "proposal_quorum": self.proposal_quorum,
+            "layer_deadline": self.layer_deadline,
+            "max_concurrency": self.max_concurrency,
+        }
+
+    def _current_graph(self) -> MoAGraph:
+        """The graph of the current field values, rebuilt when a field was changed since."""
+        options = self._graph_options()
+        key = (
+            *[p if isinstance(p, str) else id(p) for p in self.proposers],
+            self.aggregator if isinstance(self.aggregator, str) else id(self.aggregator),
+            self.api_key.get_secret_value() if self.api_key else None,
+            *options.items(),
         )
-        return self
+        if key != self._graph_key:
+            check_config(self.proposers, **options)  # cheap checks before any model is made
+            resolve = functools.partial(resolve_chat_model, api_key=self.api_key)
+            proposers = [resolve(p) for p in self.proposers] if self.layers > 1 else []
+            aggregator = resolve(self.aggregator)
+            # The graph runs inside this model's call: it must not write into a caller's checkpoints.
+            self._graph = build_moa_graph(proposers, aggregator, **options, checkpointer=False)
+            self._models, self._graph_key = [*proposers, aggregator], key
+        return self._graph
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> MoAChatModel:
@@ -158,14 +173,14 @@ class MoAChatModel(BaseChatModel):
         Example:
             >>> moa = MoAChatModel.from_preset("local", max_tokens=128)  # doctest: +SKIP
         """
-        from langchain_moa.presets import get_preset
+        from langchain_moa.presets import preset_fields
 
-        return cls(**{**get_preset(name).model_fields(), **overrides})
+        return cls(**preset_fields(name, **overrides))
 
     @property
     def graph(self) -> MoAGraph:
         """The compiled LangGraph graph behind this model (draw it with ``.get_graph()``)."""
-        return self._graph
+        return self._current_graph()
 
     @property
     def _llm_type(self) -> str:
@@ -182,6 +197,13 @@ class MoAChatModel(BaseChatModel):
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "stop": self.stop,
+            # These change which proposals the aggregator sees, hence the answer.
+            "min_proposals": self.min_proposals,
+            "proposal_quorum": self.proposal_quorum,
+            "layer_deadline": self.layer_deadline,
+            "proposer_timeout": self.proposer_timeout,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
@@ -263,6 +285,7 @@ class MoAChatModel(BaseChatModel):
         kwargs: dict[str, Any],
     ) -> tuple[MessagesState, RunnableConfig, MoAContext]:
         _check_messages(messages)
+        self._current_graph()
         check_inputs(messages, self._models)
         kwargs.pop(_PARENT_RUN, None)
         stop = stop or self.stop
@@ -286,7 +309,7 @@ class MoAChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         state, config, context = self._graph_run(messages, stop, callbacks, kwargs)
         answer = _Answer()
-        events = self._graph.stream(state, config, context=context, stream_mode=STREAM_MODES)
+        events = self._current_graph().stream(state, config, context=context, stream_mode=STREAM_MODES)
         for event in _in_context(events, _context_without_usage_hooks()):
             if token := answer.read(event):
                 yield token
@@ -301,7 +324,7 @@ class MoAChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         state, config, context = self._graph_run(messages, stop, callbacks, kwargs)
         answer = _Answer()
-        events = self._graph.astream(state, config, context=context, stream_mode=STREAM_MODES)
+        events = self._current_graph().astream(state, config, context=context, stream_mode=STREAM_MODES)
         async for event in _ain_context(events, _context_without_usage_hooks()):
             if token := answer.read(event):
                 yield token
@@ -372,9 +395,17 @@ class _ParentRun:
 
 
 def _with_run_id(config: RunnableConfig | None) -> tuple[RunnableConfig, _ParentRun]:
+    """The config ``stream()`` opens its run with, and that run described for ``_stream``.
+
+    The callbacks are configured here, once: ``stream()`` reuses these handler objects, so a tracer
+    that sees the MoA run start is the one its child runs report to.
+    """
     config = ensure_config(config)
     run_id = config.get("run_id") or uuid.uuid4()
-    config = {**config, "run_id": run_id}
+    callbacks = CallbackManager.configure(
+        config.get("callbacks"), None, False, config.get("tags"), None, config.get("metadata"), None
+    )
+    config = {**config, "run_id": run_id, "callbacks": callbacks}
     return config, _ParentRun(run_id, config)
 
 
@@ -399,13 +430,7 @@ def _child_callbacks(
         )
     elif parent is not None and model is not None:
         configured = CallbackManager.configure(
-            parent.config.get("callbacks"),
-            model.callbacks,
-            model.verbose,
-            parent.config.get("tags"),
-            model.tags,
-            parent.config.get("metadata"),
-            model.metadata,
+            parent.config.get("callbacks"), None, False, None, model.tags, None, model.metadata
         )
         run_id = parent.run_id
         handlers, tags, metadata = (

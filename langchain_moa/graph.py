@@ -64,6 +64,7 @@ __all__ = [
     "MoAState",
     "Proposal",
     "build_moa_graph",
+    "check_config",
     "check_inputs",
     "proposer_view",
 ]
@@ -283,10 +284,9 @@ class _ProposerNode:
             cut=isinstance(error, ProposalCut),
         )
         if error is None and message is not None:
-            text = message.text.strip()
-            if text:
+            proposal["usage"] = getattr(message, "usage_metadata", None)  # tokens spent, even on nothing
+            if message.text.strip():
                 proposal["content"] = message.text
-                proposal["usage"] = getattr(message, "usage_metadata", None)
             else:
                 proposal["error"] = "EmptyAnswer: the model returned no text"
         elif isinstance(error, ProposalCut):
@@ -311,8 +311,13 @@ class _ProposerNode:
 
     def invoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
         messages, kwargs = self._prompt(state), self.settings.call_kwargs()
-        call = functools.partial(self.model.invoke, messages, config, **kwargs)
-        with self._race() as race, self.settings.limit.sync_slot():
+
+        def call() -> BaseMessage:
+            # The slot is held by whoever runs the call: a call given up on keeps it until it ends.
+            with self.settings.limit.sync_slot():
+                return self.model.invoke(messages, config, **kwargs)
+
+        with self._race() as race:
             started = self._started()
             try:
                 answer = race.run(call) if race.rules.active else call()
@@ -322,10 +327,10 @@ class _ProposerNode:
 
     async def ainvoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
         messages, kwargs = self._prompt(state), self.settings.call_kwargs()
-        call = self.model.ainvoke(messages, config, **kwargs)
         with self._race() as race:
             async with self.settings.limit.async_slot():
                 started = self._started()
+                call = self.model.ainvoke(messages, config, **kwargs)
                 try:
                     answer = await (race.arun(call) if race.rules.active else call)
                 except Exception as error:  # any failure drops this proposal; it is recorded
@@ -335,8 +340,10 @@ class _ProposerNode:
     def _race(self) -> contextlib.AbstractContextManager[LayerRace]:
         # Proposers of one layer in one run share a superstep, hence its checkpoint id.
         superstep = get_runtime().execution_info
-        run = superstep.checkpoint_id if superstep else str(id(self))
-        return self.settings.races.join(run, self.layer, self.layer_size)
+        if superstep is None or superstep.checkpoint_id is None:
+            msg = "LangGraph gave no checkpoint id to a proposer node (needed to share its layer's race)"
+            raise RuntimeError(msg)
+        return self.settings.races.join(superstep.checkpoint_id, self.layer, self.layer_size)
 
 
 def _references(state: MoAState, nodes: Sequence[str]) -> list[str]:
@@ -420,11 +427,14 @@ class _AggregatorNode:
     async def ainvoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
         model, messages, kwargs = self._call(state)
         started, chunks = time.perf_counter(), list[AIMessageChunk]()
+        deadline = asyncio.timeout(self.settings.aggregator_timeout)
         try:
-            async with self.settings.limit.async_slot(), asyncio.timeout(self.settings.aggregator_timeout):
+            async with self.settings.limit.async_slot(), deadline:
                 async for chunk in model.astream(messages, config, **kwargs):
                     chunks.append(_forward(chunk))
         except TimeoutError as error:
+            if not deadline.expired():  # the model's own timeout, not ours
+                raise self._failed(kwargs, error) from error
             timeout = TimeoutError(
                 f"no answer within {self.settings.aggregator_timeout}s (aggregator_timeout)"
             )
@@ -445,10 +455,8 @@ class _AggregatorNode:
         message = message_chunk_to_message(answer)
         proposals = state.get("proposals") or {}
         layers = [[proposals[n] for n in nodes] for nodes in self.layer_nodes]
-        usage = answer.usage_metadata
-        for layer in layers:
-            for proposal in layer:
-                usage = add_usage(usage, proposal["usage"])
+        reported = [p["usage"] for layer in layers for p in layer if p["usage"]] + [answer.usage_metadata]
+        usage = functools.reduce(add_usage, [u for u in reported if u]) if any(reported) else None
         moa = {
             "layers": layers,
             "aggregator": {
@@ -462,7 +470,15 @@ class _AggregatorNode:
             tool_calls=getattr(message, "tool_calls", []),
             invalid_tool_calls=getattr(message, "invalid_tool_calls", []),
             usage_metadata=usage,
-            response_metadata={"model_name": f"moa/{label}", "model_provider": "moa", "moa": moa},
+            response_metadata={
+                "model_name": f"moa/{label}",
+                "model_provider": "moa",
+                # Whether the answer ran out of tokens is the aggregator's to say.
+                **{
+                    k: v for k, v in answer.response_metadata.items() if k in ("finish_reason", "stop_reason")
+                },
+                "moa": moa,
+            },
         )
         return {"messages": [final]}
 
@@ -480,28 +496,37 @@ def _within(stream: Iterator[BaseMessage], timeout: float | None) -> Iterator[Ba
         yield from stream
         return
     items: queue.Queue[Any] = queue.Queue()
+    given_up = threading.Event()
 
     def pump() -> None:
         try:
             for item in stream:
+                if given_up.is_set():  # the reader has gone: stop reading, and close the stream
+                    break
                 items.put(item)
         except BaseException as error:  # handed over to the reader
             items.put(error)
         finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
             items.put(_END)
 
     threading.Thread(target=copy_context().run, args=(pump,), daemon=True, name="moa-aggregator").start()
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            item = items.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            raise TimeoutError(f"no answer within {timeout}s (aggregator_timeout)") from None
-        if item is _END:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    try:
+        while True:
+            try:
+                item = items.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"no answer within {timeout}s (aggregator_timeout)") from None
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        given_up.set()
 
 
 def _forward(chunk: BaseMessage) -> AIMessageChunk:
@@ -512,8 +537,12 @@ def _forward(chunk: BaseMessage) -> AIMessageChunk:
 
 
 def proposer_node_name(layer: int, index: int, model: BaseChatModel) -> str:
-    """Readable, unique node name, e.g. ``"layer 1 #2 Qwen2.5-72B-Instruct-Turbo"``."""
-    return f"layer {layer} #{index} {model_label(model).rsplit('/', 1)[-1]}"
+    """Readable, unique node name, e.g. ``"layer 1 #2 Qwen2.5-72B-Instruct-Turbo"``.
+
+    LangGraph reserves ``:`` and ``|`` in node names (``llama3.1:8b`` becomes ``llama3.1-8b``).
+    """
+    label = model_label(model).rsplit("/", 1)[-1].replace(":", "-").replace("|", "-")
+    return f"layer {layer} #{index} {label}"
 
 
 def _check(
@@ -565,6 +594,29 @@ def _check_race(n: int, min_proposals: int, quorum: int | None, deadline: float 
         raise MoAConfigError(msg)
 
 
+def check_config(
+    proposers: Sequence[Any],
+    *,
+    layers: int = 2,
+    min_proposals: int = 1,
+    proposal_quorum: int | None = None,
+    layer_deadline: float | None = None,
+    proposer_timeout: float | None = None,
+    aggregator_timeout: float | None = None,
+    max_concurrency: int | None = None,
+    max_retries: int | None = None,
+    **_: Any,
+) -> None:
+    """The checks ``build_moa_graph`` makes before it creates any model (same arguments).
+
+    Raises:
+        MoAConfigError: naming the invalid value and what is valid.
+    """
+    timeouts = {"proposer_timeout": proposer_timeout, "aggregator_timeout": aggregator_timeout}
+    _check(proposers, layers, min_proposals, timeouts, max_concurrency, max_retries)
+    _check_race(len(proposers), min_proposals, proposal_quorum, layer_deadline)
+
+
 def build_moa_graph(
     proposers: Sequence[BaseChatModel | str],
     aggregator: BaseChatModel | str,
@@ -614,9 +666,17 @@ def build_moa_graph(
         >>> graph.invoke({"messages": [("user", "2+2?")]})["messages"][-1].content
         'Four.'
     """
-    timeouts = {"proposer_timeout": proposer_timeout, "aggregator_timeout": aggregator_timeout}
-    _check(proposers, layers, min_proposals, timeouts, max_concurrency, max_retries)
-    _check_race(len(proposers), min_proposals, proposal_quorum, layer_deadline)
+    check_config(
+        proposers,
+        layers=layers,
+        min_proposals=min_proposals,
+        proposal_quorum=proposal_quorum,
+        layer_deadline=layer_deadline,
+        proposer_timeout=proposer_timeout,
+        aggregator_timeout=aggregator_timeout,
+        max_concurrency=max_concurrency,
+        max_retries=max_retries,
+    )
     proposer_models = [resolve_chat_model(p, api_key=api_key) for p in proposers] if layers > 1 else []
     aggregator_model = resolve_chat_model(aggregator, api_key=api_key)
     settings = _Settings(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_moa.errors import MoAConfigError
@@ -24,8 +24,6 @@ class Preset:
     max_tokens: int | None = 512
     needs: str = "TOGETHER_API_KEY"
     """What must be set up first: an environment variable or a ``pip install`` command."""
-    options: dict[str, Any] = field(default_factory=dict)
-    """Further ``MoAChatModel`` fields."""
 
     def model_fields(self) -> dict[str, Any]:
         """Keyword arguments for ``MoAChatModel``."""
@@ -35,7 +33,6 @@ class Preset:
             "layers": self.layers,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
-            **self.options,
         }
 
 

@@ -16,6 +16,7 @@ from langchain_moa import cli
 from langchain_moa.chat_models import MoAChatModel
 from langchain_moa.errors import MoAError
 from langchain_moa.evaluation import data, exact, generate, judge
+from langchain_moa.evaluation.runner import failures_path
 from langchain_moa.models import resolve_chat_model
 
 eval_app = typer.Typer(
@@ -71,7 +72,7 @@ def _run(coroutine: Any) -> Any:
 
 
 def _report_failures(output: Path) -> None:
-    failed = output.with_name(output.name + ".failed.jsonl")
+    failed = failures_path(output)
     count = len(failed.read_text().splitlines()) if failed.exists() else 0
     if count:
         cli._plain(

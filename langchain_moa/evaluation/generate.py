@@ -67,9 +67,8 @@ async def generate_alpaca_eval(
         for i, row in enumerate(instructions)
         if i in done
     ]
-    if len(rows) == len(instructions):  # complete: the file AlpacaEval reads, then no journal
+    if len(rows) == len(instructions):  # complete: the file AlpacaEval reads (the journal stays, for reruns)
         write_atomically(output, json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
-        journal.path.unlink(missing_ok=True)
     return rows
 
 

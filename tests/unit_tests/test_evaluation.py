@@ -37,9 +37,12 @@ def echo(messages: list, _kwargs: dict) -> str:
 def test_alpaca_eval_writes_the_json_array_alpaca_eval_reads(tmp_path: Path) -> None:
     instructions = [{"instruction": f"task {i}", "dataset": "helpful_base"} for i in range(3)]
     output = tmp_path / "outputs.json"
-    moa, _ = moa_answering(echo)
+    moa, aggregator = moa_answering(echo)
     asyncio.run(generate_alpaca_eval(moa, instructions, output, generator="moa-test", show_progress=False))
     rows = json.loads(output.read_text())
+    asyncio.run(generate_alpaca_eval(moa, instructions, output, generator="moa-test", show_progress=False))
+    assert len(aggregator.calls) == 3  # a rerun of a finished run answers nothing again
+    assert json.loads(output.read_text()) == rows
     assert [list(r) for r in rows] == [["instruction", "output", "generator", "dataset"]] * 3
     assert rows[1] == {
         "instruction": "task 1",
@@ -47,7 +50,6 @@ def test_alpaca_eval_writes_the_json_array_alpaca_eval_reads(tmp_path: Path) -> 
         "generator": "moa-test",
         "dataset": "helpful_base",
     }
-    assert not (tmp_path / "outputs.json.partial.jsonl").exists()
 
 
 QUESTIONS = [
