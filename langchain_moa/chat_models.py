@@ -153,7 +153,7 @@ class MoAChatModel(BaseChatModel):
         key = (
             *[p if isinstance(p, str) else id(p) for p in self.proposers],
             self.aggregator if isinstance(self.aggregator, str) else id(self.aggregator),
-            self.api_key.get_secret_value() if self.api_key else None,
+            hash(self.api_key.get_secret_value()) if self.api_key else None,  # never the key itself
             *options.items(),
         )
         if key != self._graph_key:
