@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
 from contextvars import Context, copy_context
 from typing import Any, Self, TypeVar, cast
 
@@ -264,9 +264,17 @@ class MoAChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
         config, parent = _with_run_id(config)
-        return super().stream(input, config, stop=stop, **{_PARENT_RUN: parent, **kwargs})
+        chunks = cast(
+            "Generator[AIMessageChunk]",
+            super().stream(input, config, stop=stop, **{_PARENT_RUN: parent, **kwargs}),
+        )
+        try:
+            yield from chunks
+        finally:  # an abandoned stream stops the graph run at once, not when it is garbage-collected
+            chunks.close()
+            parent.stop()
 
-    def astream(
+    async def astream(
         self,
         input: LanguageModelInput,
         config: RunnableConfig | None = None,
@@ -275,7 +283,16 @@ class MoAChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         config, parent = _with_run_id(config)
-        return super().astream(input, config, stop=stop, **{_PARENT_RUN: parent, **kwargs})
+        chunks = cast(
+            "AsyncGenerator[AIMessageChunk]",
+            super().astream(input, config, stop=stop, **{_PARENT_RUN: parent, **kwargs}),
+        )
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:  # an abandoned stream stops the graph run at once, not when it is garbage-collected
+            await chunks.aclose()
+            await parent.astop()
 
     def _graph_run(
         self,
@@ -307,12 +324,21 @@ class MoAChatModel(BaseChatModel):
         callbacks: CallbackManager,
         kwargs: dict[str, Any],
     ) -> Iterator[ChatGenerationChunk]:
+        parent: _ParentRun | None = kwargs.get(_PARENT_RUN)
         state, config, context = self._graph_run(messages, stop, callbacks, kwargs)
         answer = _Answer()
-        events = self._current_graph().stream(state, config, context=context, stream_mode=STREAM_MODES)
-        for event in _in_context(events, _context_without_usage_hooks()):
-            if token := answer.read(event):
-                yield token
+        events = cast(
+            "Generator[Any]",
+            self._current_graph().stream(state, config, context=context, stream_mode=STREAM_MODES),
+        )
+        if parent is not None:
+            parent.graph_run = events
+        try:
+            for event in _in_context(events, _context_without_usage_hooks()):
+                if token := answer.read(event):
+                    yield token
+        finally:
+            events.close()
         yield answer.last_chunk()
 
     async def _achunks(
@@ -322,12 +348,21 @@ class MoAChatModel(BaseChatModel):
         callbacks: CallbackManager,
         kwargs: dict[str, Any],
     ) -> AsyncIterator[ChatGenerationChunk]:
+        parent: _ParentRun | None = kwargs.get(_PARENT_RUN)
         state, config, context = self._graph_run(messages, stop, callbacks, kwargs)
         answer = _Answer()
-        events = self._current_graph().astream(state, config, context=context, stream_mode=STREAM_MODES)
-        async for event in _ain_context(events, _context_without_usage_hooks()):
-            if token := answer.read(event):
-                yield token
+        events = cast(
+            "AsyncGenerator[Any]",
+            self._current_graph().astream(state, config, context=context, stream_mode=STREAM_MODES),
+        )
+        if parent is not None:
+            parent.graph_run = events
+        try:
+            async for event in _ain_context(events, _context_without_usage_hooks()):
+                if token := answer.read(event):
+                    yield token
+        finally:
+            await events.aclose()
         yield answer.last_chunk()
 
     def _generate(
@@ -387,11 +422,21 @@ def _check_messages(messages: Sequence[BaseMessage]) -> None:
 
 
 class _ParentRun:
-    """The run ``stream()`` opens, described for ``_stream`` (see ``_PARENT_RUN``)."""
+    """The run ``stream()`` opens, described for ``_stream`` (see ``_PARENT_RUN``); it also keeps
+    the graph run, which ``stream()`` stops when its caller abandons it."""
 
     def __init__(self, run_id: uuid.UUID, config: RunnableConfig) -> None:
         self.run_id = run_id
         self.config = config
+        self.graph_run: Any = None
+
+    def stop(self) -> None:
+        if self.graph_run is not None:
+            self.graph_run.close()
+
+    async def astop(self) -> None:
+        if self.graph_run is not None:
+            await self.graph_run.aclose()
 
 
 def _with_run_id(config: RunnableConfig | None) -> tuple[RunnableConfig, _ParentRun]:

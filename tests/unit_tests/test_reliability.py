@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import random
@@ -222,10 +223,14 @@ async def test_cancelling_ainvoke_stops_every_running_proposer() -> None:
 async def test_abandoning_a_stream_stops_the_aggregator() -> None:
     aggregator = Tracked(answer=" ".join(["word"] * 50), token_delay=0.05, stopped=[])
     moa = MoAChatModel(proposers=[Tracked(answer="idea", stopped=[])], aggregator=aggregator)
-    stream = moa.astream("Q")
-    received = [await anext(stream) for _ in range(3)]
-    await stream.aclose()
-    await asyncio.sleep(0.1)
+    gc.disable()  # the stop must come from closing the stream, not from garbage collection
+    try:
+        stream = moa.astream("Q")
+        received = [await anext(stream) for _ in range(3)]
+        await stream.aclose()
+        await asyncio.sleep(0.1)
+    finally:
+        gc.enable()
     assert len(received) == 3
     assert aggregator.stopped == ["closed"]
     assert asyncio.all_tasks() == {asyncio.current_task()}
