@@ -300,9 +300,9 @@ class MoAChatModel(BaseChatModel):
         stop: list[str] | None,
         callbacks: CallbackManager,
         kwargs: dict[str, Any],
-    ) -> tuple[MessagesState, RunnableConfig, MoAContext]:
+    ) -> tuple[MoAGraph, MessagesState, RunnableConfig, MoAContext]:
         _check_messages(messages)
-        self._current_graph()
+        graph = self._current_graph()
         check_inputs(messages, self._models)
         kwargs.pop(_PARENT_RUN, None)
         stop = stop or self.stop
@@ -315,7 +315,7 @@ class MoAChatModel(BaseChatModel):
         config = run_config(self.layers, callbacks=callbacks)
         # Copies: the graph gives messages ids, and the caller's messages must stay as they were.
         copies: list[AnyMessage] = [cast("AnyMessage", m.model_copy()) for m in messages]
-        return MessagesState(messages=copies), config, context
+        return graph, MessagesState(messages=copies), config, context
 
     def _chunks(
         self,
@@ -325,11 +325,11 @@ class MoAChatModel(BaseChatModel):
         kwargs: dict[str, Any],
     ) -> Iterator[ChatGenerationChunk]:
         parent: _ParentRun | None = kwargs.get(_PARENT_RUN)
-        state, config, context = self._graph_run(messages, stop, callbacks, kwargs)
+        graph, state, config, context = self._graph_run(messages, stop, callbacks, kwargs)
         answer = _Answer()
         events = cast(
             "Generator[Any]",
-            self._current_graph().stream(state, config, context=context, stream_mode=STREAM_MODES),
+            graph.stream(state, config, context=context, stream_mode=STREAM_MODES),
         )
         if parent is not None:
             parent.graph_run = events
@@ -349,11 +349,11 @@ class MoAChatModel(BaseChatModel):
         kwargs: dict[str, Any],
     ) -> AsyncIterator[ChatGenerationChunk]:
         parent: _ParentRun | None = kwargs.get(_PARENT_RUN)
-        state, config, context = self._graph_run(messages, stop, callbacks, kwargs)
+        graph, state, config, context = self._graph_run(messages, stop, callbacks, kwargs)
         answer = _Answer()
         events = cast(
             "AsyncGenerator[Any]",
-            self._current_graph().astream(state, config, context=context, stream_mode=STREAM_MODES),
+            graph.astream(state, config, context=context, stream_mode=STREAM_MODES),
         )
         if parent is not None:
             parent.graph_run = events

@@ -6,10 +6,9 @@ import os
 from typing import Any
 
 import pytest
-from langchain_core.language_models import BaseChatModel
-from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from langchain_moa import MoAChatModel
+from tests.standard_suite import MoAIntegrationTests
 
 pytestmark = pytest.mark.skipif(not os.environ.get("TOGETHER_API_KEY"), reason="needs TOGETHER_API_KEY")
 
@@ -26,24 +25,7 @@ def test_a_real_two_layer_answer() -> None:
     assert result.usage_metadata is not None and result.usage_metadata["total_tokens"] > 0
 
 
-_CHILD_RUNS = "MoA's proposer and aggregator calls are child runs: a handler sees more than one start"
-
-
-class TestMoAOnTogether(ChatModelIntegrationTests):
-    @property
-    def chat_model_class(self) -> type[BaseChatModel]:
-        return MoAChatModel
-
+class TestMoAOnTogether(MoAIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"proposers": PROPOSERS, "aggregator": AGGREGATOR, "temperature": 0}
-
-    @pytest.mark.xfail(reason=_CHILD_RUNS, strict=True)
-    @pytest.mark.parametrize("schema_type", ["pydantic", "typeddict", "json_schema"])
-    def test_structured_output(self, model: BaseChatModel, schema_type: str) -> None:
-        super().test_structured_output(model, schema_type)
-
-    @pytest.mark.xfail(reason=_CHILD_RUNS, strict=True)
-    @pytest.mark.parametrize("schema_type", ["pydantic", "typeddict", "json_schema"])
-    async def test_structured_output_async(self, model: BaseChatModel, schema_type: str) -> None:
-        await super().test_structured_output_async(model, schema_type)
