@@ -22,7 +22,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, SkipValidation
 
-from langchain_moa._messages import as_chunk
+from langchain_moa.conversation import as_chunk
 
 __all__ = ["Reply", "ScriptedCall", "ScriptedChatModel"]
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_moa.errors import MoAConfigError
+from langchain_moa.options import MoAOptions
 
 __all__ = ["PRESETS", "Preset", "get_preset", "preset_fields"]
 
@@ -26,7 +27,7 @@ class Preset:
     """What must be set up first: an environment variable or a ``pip install`` command."""
 
     def model_fields(self) -> dict[str, Any]:
-        """Keyword arguments for ``MoAChatModel``."""
+        """``MoAOptions`` fields (the keyword arguments of ``MoAChatModel``)."""
         return {
             "proposers": list(self.proposers),
             "aggregator": self.aggregator,
@@ -122,9 +123,10 @@ def get_preset(name: str) -> Preset:
 
 
 def preset_fields(preset: str, **overrides: Any) -> dict[str, Any]:
-    """``MoAChatModel`` fields of ``preset``, with every override that is not ``None`` applied.
+    """``MoAOptions`` fields of ``preset``, with every override that is not ``None`` applied.
 
-    ``proposers`` may be a comma-separated string (as the command line gives it).
+    ``proposers`` may be a comma-separated string (as the command line gives it). The result is
+    checked like any ``MoAOptions`` (an unknown option or a bad value raises ``MoAConfigError``).
 
     Example:
         >>> preset_fields("together", layers=3, temperature=None)["layers"]
@@ -134,4 +136,5 @@ def preset_fields(preset: str, **overrides: Any) -> dict[str, Any]:
     if isinstance(overrides.get("proposers"), str):
         overrides["proposers"] = [p.strip() for p in overrides["proposers"].split(",") if p.strip()]
     fields.update({k: v for k, v in overrides.items() if v is not None})
+    MoAOptions(**fields)  # strings only: checked without creating any model
     return fields

@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 
 from langchain_moa import AGGREGATOR_PROMPT, MoAChatModel
 from langchain_moa.fakes import ScriptedChatModel
-from langchain_moa.graph import proposer_view
+from langchain_moa.conversation import proposer_view
 from langchain_moa.prompts import inject_references, references_block
 
 # sha256 of shared/reference/moa-aggregator-prompt.txt (the paper's prompt, no trailing newline).

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from langchain_moa import cli
+from langchain_moa.cli.options import ModelChoice
 from langchain_moa.fakes import ScriptedChatModel
 
 runner = CliRunner()
@@ -196,7 +197,7 @@ def test_bad_option_values_are_usage_errors(models: Models, args: list[str], fra
 
 def test_option_values_map_to_model_fields(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
-    fields = cli._Config(preset="together", num_proc=3, rounds=2, temperature=0.0).model_fields()
+    fields = ModelChoice(preset="together", num_proc=3, rounds=2, temperature=0.0).model_fields()
     assert fields["max_concurrency"] == 3
     assert fields["layers"] == 3
     assert fields["temperature"] == 0.0  # a zero is honoured, not mistaken for "not given"

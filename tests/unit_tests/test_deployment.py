@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from langchain_moa import MoAConfigError
-from langchain_moa.deployment import configured_fields, make_graph
+from langchain_moa.langgraph_app import configured_fields, make_graph
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_langgraph_json_names_the_factory() -> None:
     config = json.loads((ROOT / "langgraph.json").read_text())
-    assert config["graphs"] == {"moa": "./langchain_moa/deployment.py:make_graph"}
+    assert config["graphs"] == {"moa": "./langchain_moa/langgraph_app.py:make_graph"}
     assert config["dependencies"] == ["."]
 
 

@@ -12,51 +12,35 @@ from typing import Annotated, Any
 
 import typer
 
-from langchain_moa import cli
 from langchain_moa.chat_models import MoAChatModel
+from langchain_moa.cli.ask import build_model
+from langchain_moa.cli.options import ModelChoice, model_options
+from langchain_moa.cli.output import consoles, fail, plain, print_table
 from langchain_moa.errors import MoAError
 from langchain_moa.evaluation import data, exact, generate, judge
 from langchain_moa.evaluation.runner import failures_path
 from langchain_moa.models import resolve_chat_model
+
+__all__ = ["eval_app"]
 
 eval_app = typer.Typer(
     help="Reproduce AlpacaEval 2, MT-Bench and FLASK, or compare configurations.", no_args_is_help=True
 )
 
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output file; rerun with it to resume.")]
-ModelOpt = Annotated[
-    str | None, typer.Option("--aggregator", "--model", help="Aggregator model (the seed's --model).")
-]
 NumProcOpt = Annotated[int, typer.Option("--num-proc", min=1, help="Questions answered at once.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
-def _moa(
-    preset: str | None,
-    aggregator: str | None,
-    reference_models: str | None,
-    temperature: float | None,
-    max_tokens: int | None,
-    rounds: int | None,
-    *,
-    self_moa: bool = False,
-) -> tuple[MoAChatModel, str]:
+def _moa(choice: ModelChoice, *, self_moa: bool = False) -> tuple[MoAChatModel, str]:
     """The configured MoA and its name for reports; ``self_moa``: its first proposer, sampled as many
     times as there are proposers and aggregating itself."""
-    err = cli._consoles()[1]
-    config = cli._Config(preset, aggregator, reference_models, temperature, max_tokens, rounds)
-    try:
-        fields = config.model_fields()
-        for notice in config.notices:
-            cli._plain(err, notice)
-        if self_moa:
-            first = fields["proposers"][0]
-            fields.update(proposers=[first] * len(fields["proposers"]), aggregator=first)
-        return MoAChatModel(**fields), f"moa-{config.preset_name()}"
-    except typer.BadParameter as error:
-        raise cli._fail(err, error, code=2) from None
-    except (MoAError, ValueError) as error:
-        raise cli._fail(err, error) from None
+    err = consoles()[1]
+    moa = build_model(choice, err)
+    if self_moa:
+        first = moa.proposers[0]
+        moa = build_model(choice, err, proposers=[first] * len(moa.proposers), aggregator=first)
+    return moa, f"moa-{choice.preset_name()}"
 
 
 def _guard(call: Callable[..., Any], *args: Any) -> Any:
@@ -64,7 +48,7 @@ def _guard(call: Callable[..., Any], *args: Any) -> Any:
     try:
         return call(*args)
     except MoAError as error:
-        raise cli._fail(cli._consoles()[1], error) from None
+        raise fail(consoles()[1], error) from None
 
 
 def _run(coroutine: Any) -> Any:
@@ -75,24 +59,20 @@ def _report_failures(output: Path) -> None:
     failed = failures_path(output)
     count = len(failed.read_text().splitlines()) if failed.exists() else 0
     if count:
-        cli._plain(
-            cli._consoles()[1], f"{count} items failed (see {failed}); rerun the same command to retry them"
+        plain(
+            consoles()[1], f"{count} items failed (see {failed}); rerun the same command to retry them"
         )
         raise typer.Exit(1)
 
 
 @eval_app.command("alpaca-eval")
+@model_options(exclude=("num_proc",))
 def alpaca_eval(
+    choice: ModelChoice,
     output: OutputOpt = Path("alpaca_eval_outputs.json"),
     instructions: Annotated[
         Path | None, typer.Option(help="Local JSON/JSONL instruction set (default: the hub).")
     ] = None,
-    preset: cli.PresetOpt = None,
-    aggregator: ModelOpt = None,
-    reference_models: cli.ReferenceModelsOpt = None,
-    temperature: cli.TemperatureOpt = None,
-    max_tokens: cli.MaxTokensOpt = None,
-    rounds: cli.RoundsOpt = None,
     num_proc: NumProcOpt = 4,
     quiet: QuietOpt = False,
     judge_outputs: Annotated[
@@ -100,7 +80,7 @@ def alpaca_eval(
     ] = False,
 ) -> None:
     """Write AlpacaEval 2's model outputs (a JSON array), then optionally score them."""
-    moa, name = _moa(preset, aggregator, reference_models, temperature, max_tokens, rounds)
+    moa, name = _moa(choice)
     rows = _run(
         generate.generate_alpaca_eval(
             moa,
@@ -111,12 +91,12 @@ def alpaca_eval(
             show_progress=not quiet,
         )
     )
-    cli._plain(cli._consoles()[0], f"{len(rows)} outputs in {output}")
+    plain(consoles()[0], f"{len(rows)} outputs in {output}")
     _report_failures(output)
     if judge_outputs:
         if shutil.which("alpaca_eval") is None or not os.environ.get("OPENAI_API_KEY"):
-            raise cli._fail(
-                cli._consoles()[1],
+            raise fail(
+                consoles()[1],
                 ValueError(
                     "--judge runs alpaca_eval's scorer: pip install alpaca-eval and set OPENAI_API_KEY "
                     "(its GPT-4 judge)"
@@ -126,16 +106,13 @@ def alpaca_eval(
 
 
 @eval_app.command("mt-bench")
+@model_options(exclude=("num_proc", "temperature"))  # FastChat sets it per category
 def mt_bench(
+    choice: ModelChoice,
     output: OutputOpt = Path("mt_bench_answers.jsonl"),
     questions: Annotated[
         Path | None, typer.Option(help="question.jsonl (default: the installed MT-Bench data).")
     ] = None,
-    preset: cli.PresetOpt = None,
-    aggregator: ModelOpt = None,
-    reference_models: cli.ReferenceModelsOpt = None,
-    max_tokens: cli.MaxTokensOpt = None,
-    rounds: cli.RoundsOpt = None,
     num_proc: NumProcOpt = 4,
     quiet: QuietOpt = False,
     judge_model: Annotated[
@@ -143,14 +120,14 @@ def mt_bench(
     ] = None,
 ) -> None:
     """Answer MT-Bench's two-turn questions (FastChat's answer format); --judge grades them."""
-    moa, name = _moa(preset, aggregator, reference_models, None, max_tokens, rounds)
+    moa, name = _moa(choice)
     rows = _guard(data.load_mt_bench, questions)
     answers = _run(
         generate.generate_mt_bench(
             moa, rows, output, model_id=name, num_proc=num_proc, show_progress=not quiet
         )
     )
-    cli._plain(cli._consoles()[0], f"{len(answers)} answers in {output}")
+    plain(consoles()[0], f"{len(answers)} answers in {output}")
     _report_failures(output)
     if judge_model:
         judgments_path = output.with_name(output.stem + ".judgments.jsonl")
@@ -162,48 +139,40 @@ def mt_bench(
         )
         scores = judge.mt_bench_scores(judgments)
         title = f"MT-Bench ({name}, judged by {judge_model})"
-        cli.print_table(
-            cli._consoles()[0], ["", "score"], [[k, f"{v:.2f}"] for k, v in scores.items()], title
+        print_table(
+            consoles()[0], ["", "score"], [[k, f"{v:.2f}"] for k, v in scores.items()], title
         )
         _report_failures(judgments_path)
 
 
 @eval_app.command("flask")
+@model_options(exclude=("num_proc",))
 def flask(
+    choice: ModelChoice,
     questions: Annotated[Path, typer.Option(help="FLASK's evaluation JSONL (question_id, text).")],
     output: OutputOpt = Path("flask_outputs.jsonl"),
-    preset: cli.PresetOpt = None,
-    aggregator: ModelOpt = None,
-    reference_models: cli.ReferenceModelsOpt = None,
-    temperature: cli.TemperatureOpt = None,
-    max_tokens: cli.MaxTokensOpt = None,
-    rounds: cli.RoundsOpt = None,
     num_proc: NumProcOpt = 4,
     quiet: QuietOpt = False,
 ) -> None:
     """Answer FLASK's questions: each row comes back with its text replaced by the answer."""
-    moa, _ = _moa(preset, aggregator, reference_models, temperature, max_tokens, rounds)
+    moa, _ = _moa(choice)
     rows = _run(
         generate.generate_flask(
             moa, _guard(data.load_jsonl, questions), output, num_proc=num_proc, show_progress=not quiet
         )
     )
-    cli._plain(cli._consoles()[0], f"{len(rows)} answers in {output}")
+    plain(consoles()[0], f"{len(rows)} answers in {output}")
     _report_failures(output)
 
 
 @eval_app.command("exact")
+@model_options(exclude=("num_proc",))
 def exact_match(
+    choice: ModelChoice,
     questions: Annotated[
         Path, typer.Option(help="JSONL of {question, answer} (answers: numbers or short strings).")
     ],
     output: OutputOpt = Path("exact_results.jsonl"),
-    preset: cli.PresetOpt = None,
-    aggregator: ModelOpt = None,
-    reference_models: cli.ReferenceModelsOpt = None,
-    temperature: cli.TemperatureOpt = None,
-    max_tokens: cli.MaxTokensOpt = None,
-    rounds: cli.RoundsOpt = None,
     num_proc: NumProcOpt = 4,
     quiet: QuietOpt = False,
     self_moa: Annotated[
@@ -214,11 +183,10 @@ def exact_match(
     ] = None,
 ) -> None:
     """Score each proposer alone, their majority vote, MoA (and Self-MoA) on your questions."""
-    options = (preset, aggregator, reference_models, temperature, max_tokens, rounds)
-    moa, _ = _moa(*options)
+    moa, _ = _moa(choice)
     selfish = None
     if self_moa:
-        selfish, _ = _moa(*options, self_moa=True)
+        selfish, _ = _moa(choice, self_moa=True)
     records = _run(
         exact.run_exact(
             moa,
@@ -236,7 +204,7 @@ def exact_match(
          f"{s.seconds / max(s.total, 1):.2f}"]
         for s in scores
     ]  # fmt: skip
-    cli.print_table(cli._consoles()[0], header, rows, f"{len(records)} questions")
+    print_table(consoles()[0], header, rows, f"{len(records)} questions")
     if plot_path is not None:
         _guard(exact.plot, scores, plot_path)
     _report_failures(output)

@@ -1,0 +1,168 @@
+"""``moa ask`` (also ``moa "question"``) and ``moa chat``: answers through ``MoAChatModel``.
+
+Both go the way any Python caller goes: ``MoAChatModel.ainvoke``, with a ``View`` observing the run
+events. ``moa chat --thread NAME`` keeps the conversation in LangGraph's SQLite checkpointer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from rich.console import Console
+
+from langchain_moa.chat_models import MoAChatModel
+from langchain_moa.cli.options import ModelChoice, model_options
+from langchain_moa.cli.output import View, as_json, consoles, fail, plain
+from langchain_moa.errors import MoAError
+from langchain_moa.events import observe
+
+__all__ = ["ask", "build_model", "chat", "threads_path"]
+
+ShowProposalsOpt = Annotated[bool, typer.Option("--show-proposals", help="Print every proposal too.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print just the answer.")]
+
+
+def build_model(choice: ModelChoice, err: Console, **overrides: Any) -> MoAChatModel:
+    """The configured MoA; a bad option or model is one line on stderr and a non-zero exit."""
+    try:
+        fields = choice.model_fields()
+        for notice in choice.notices:
+            plain(err, notice)
+        return MoAChatModel(**{**fields, **overrides})
+    except typer.BadParameter as error:
+        raise fail(err, error, code=2) from None
+    except (MoAError, ValueError) as error:
+        raise fail(err, error) from None
+
+
+@model_options
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    choice: ModelChoice,
+    show_proposals: ShowProposalsOpt = False,
+    as_json_output: Annotated[
+        bool, typer.Option("--json", help="Print the answer, proposals and usage as JSON.")
+    ] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Answer one question and exit (also `moa "question"`)."""
+    out, err = consoles()
+    moa = build_model(choice, err)
+    live = out.is_terminal and not as_json_output
+    view = View(out, live=live, quiet=quiet or as_json_output, show_proposals=show_proposals)
+    try:
+        with view:
+            message = asyncio.run(_answer(moa, [HumanMessage(question)], view))
+    except KeyboardInterrupt:
+        plain(err, "cancelled")
+        raise typer.Exit(130) from None
+    except MoAError as error:
+        raise fail(err, error) from None
+    if as_json_output:
+        plain(out, as_json(message))
+    else:
+        view.finish(message)
+
+
+async def _answer(
+    moa: MoAChatModel, messages: Sequence[BaseMessage], view: View, thread: str | None = None
+) -> AIMessage:
+    """Answer the conversation, ``view`` watching; with a ``thread``, ``messages`` is the new turn
+    and the thread's stored history comes first (every step is on disk before the next starts)."""
+    with observe(view):
+        if thread is None:
+            return await moa.ainvoke(list(messages))  # type: ignore[return-value]
+        async with _thread_graph(moa) as graph:
+            state = await graph.ainvoke(
+                MessagesState(messages=list(messages)), _thread_config(thread), durability="sync"
+            )
+    return state["messages"][-1]  # type: ignore[no-any-return]
+
+
+def threads_path() -> Path:
+    """The SQLite file of ``moa chat --thread``: ``$LANGCHAIN_MOA_DATA`` or the user's data directory."""
+    from platformdirs import user_data_path
+
+    folder = Path(os.environ.get("LANGCHAIN_MOA_DATA") or user_data_path("langchain-moa"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "threads.sqlite"
+
+
+def _thread_config(thread: str) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread}}
+
+
+@asynccontextmanager
+async def _thread_graph(moa: MoAChatModel) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
+    """A one-node chat graph around ``moa`` whose threads live in LangGraph's SQLite checkpointer."""
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    async def reply(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [await moa.ainvoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState).add_node("moa", reply).add_edge(START, "moa").add_edge("moa", END)
+    async with AsyncSqliteSaver.from_conn_string(str(threads_path())) as saver:
+        yield graph.compile(checkpointer=saver)
+
+
+async def _thread_messages(moa: MoAChatModel, thread: str) -> list[AnyMessage]:
+    async with _thread_graph(moa) as graph:
+        state = await graph.aget_state(_thread_config(thread))
+    return list(state.values.get("messages", []))
+
+
+@model_options
+def chat(
+    choice: ModelChoice,
+    multi_turn: Annotated[bool, typer.Option(help="Keep the conversation's history.")] = True,
+    thread: Annotated[
+        str | None,
+        typer.Option(help="Keep the conversation in a named thread, resumed by the next `moa chat --thread`."),
+    ] = None,
+    show_proposals: ShowProposalsOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Chat at a `>>>` prompt. `exit` or Ctrl-D leaves; Ctrl-C cancels the running answer."""
+    out, err = consoles()
+    if thread is not None and not multi_turn:
+        raise fail(err, ValueError("--thread keeps the history; drop --no-multi-turn"), code=2)
+    moa = build_model(choice, err)
+    history: list[BaseMessage] = []
+    if thread is not None:
+        earlier = asyncio.run(_thread_messages(moa, thread))
+        plain(err, f"Thread {thread!r}: {len(earlier)} earlier messages ({threads_path()}).")
+    while True:
+        try:
+            line = out.input(">>> ")
+        except (EOFError, KeyboardInterrupt):
+            plain(out, "")
+            return
+        question = line.strip()
+        if question in {"exit", "quit"}:
+            return
+        if not question:
+            continue
+        # With a thread the checkpointer holds the history; the turn is the new question alone.
+        turn = [*history, HumanMessage(question)] if multi_turn and not thread else [HumanMessage(question)]
+        view = View(out, live=out.is_terminal, quiet=quiet, show_proposals=show_proposals)
+        try:
+            with view:
+                message = asyncio.run(_answer(moa, turn, view, thread))
+        except KeyboardInterrupt:
+            plain(err, "(answer cancelled)")
+            continue
+        except MoAError as error:
+            plain(err, f"moa: error: {error}")
+            continue
+        view.finish(message)
+        if multi_turn and not thread:
+            history = [*turn, AIMessage(message.text)]

@@ -1,0 +1,127 @@
+"""The model options every ``moa`` command shares, declared once (help text from ``MoAOptions``).
+
+A command decorated with ``@model_options`` gets ``--preset``, ``--aggregator``,
+``--reference-models``, ``--temperature``, ``--max-tokens``, ``--rounds``, ``--layers`` and
+``--num-proc`` and receives them as one ``ModelChoice``. The values are checked by ``MoAOptions``
+itself, so the command line refuses exactly what Python refuses, with the same message.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from langchain_moa.errors import MoAConfigError
+from langchain_moa.options import describe
+from langchain_moa.presets import preset_fields
+
+__all__ = ["ModelChoice", "model_options"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_DEFAULT_NOTICE = "No TOGETHER_API_KEY set: using the local preset (Self-MoA on an embedded 0.5B model, offline)."
+
+
+@dataclass
+class ModelChoice:
+    """The model options of one command line."""
+
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Named configuration (see `moa presets`). Default: together with TOGETHER_API_KEY, else local."
+        ),
+    ] = None
+    aggregator: Annotated[
+        str | None, typer.Option("--aggregator", "--model", help=describe("aggregator"))
+    ] = None
+    reference_models: Annotated[
+        str | None,
+        typer.Option("--reference-models", help="Proposer models, comma separated (provider:model or Together names)."),
+    ] = None
+    temperature: Annotated[float | None, typer.Option(help=describe("temperature"))] = None
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help=describe("max_tokens"))] = None
+    rounds: Annotated[
+        int | None, typer.Option(help="Proposer layers (= layers - 1), as in the reference implementation.")
+    ] = None
+    layers: Annotated[int | None, typer.Option(help=describe("layers"))] = None
+    num_proc: Annotated[int | None, typer.Option("--num-proc", help=describe("max_concurrency"))] = None
+    notices: list[str] = field(default_factory=list)
+
+    def preset_name(self) -> str:
+        if self.preset:
+            return self.preset
+        if os.environ.get("TOGETHER_API_KEY"):
+            return "together"
+        self.notices.append(_DEFAULT_NOTICE)
+        return "local"
+
+    def model_fields(self) -> dict[str, Any]:
+        """``MoAOptions`` fields: the preset's, overridden by every option given.
+
+        Raises:
+            typer.BadParameter: a value ``MoAOptions`` refuses (the message names the flag too).
+        """
+        if self.rounds is not None and self.layers is not None and self.layers != self.rounds + 1:
+            msg = f"--rounds {self.rounds} and --layers {self.layers} disagree (layers = rounds + 1); give one"
+            raise typer.BadParameter(msg)
+        if self.rounds is not None and self.rounds < 0:
+            raise typer.BadParameter(f"--rounds must be >= 0, got {self.rounds}")
+        overrides = {
+            "proposers": self.reference_models,
+            "aggregator": self.aggregator,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "layers": self.layers if self.rounds is None else self.rounds + 1,
+            "max_concurrency": self.num_proc,
+        }
+        preset = self.preset_name()
+        try:
+            return preset_fields(preset, **overrides)
+        except MoAConfigError as error:
+            flag = next((f for name, f in _FLAGS.items() if str(error).startswith(name + " ")), None)
+            if flag is None:
+                raise
+            raise typer.BadParameter(f"{flag}: {error}") from None
+
+
+_FLAGS = {
+    "proposers": "--reference-models",
+    "aggregator": "--aggregator",
+    "temperature": "--temperature",
+    "max_tokens": "--max-tokens",
+    "layers": "--layers/--rounds",
+    "max_concurrency": "--num-proc",
+}
+_SHARED = [f for f in fields(ModelChoice) if f.name != "notices"]
+
+
+def model_options(command: _F | None = None, *, exclude: tuple[str, ...] = ()) -> Any:
+    """Give a command the shared model options (all but ``exclude``); it receives them as
+    ``choice: ModelChoice``. Use as ``@model_options`` or ``@model_options(exclude=(...))``."""
+    if command is None:
+        return functools.partial(model_options, exclude=exclude)
+    signature = inspect.signature(command)
+    hints = typing.get_type_hints(command, include_extras=True)
+    own = [p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name != "choice"]
+    taken = [f for f in _SHARED if f.name not in exclude]
+    shared_hints = typing.get_type_hints(ModelChoice, include_extras=True)
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    shared = [inspect.Parameter(f.name, keyword, default=f.default, annotation=shared_hints[f.name]) for f in taken]
+
+    @functools.wraps(command)
+    def run(**values: Any) -> Any:
+        choice = ModelChoice(**{f.name: values.pop(f.name) for f in taken})
+        return command(choice=choice, **values)
+
+    run.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in [*own, *shared]}
+    del run.__wrapped__  # typer must read the new signature, not the command's
+    return run

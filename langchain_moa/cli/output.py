@@ -1,0 +1,149 @@
+"""What the ``moa`` command prints: the live proposer view, plain text for pipes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+from langchain_core.messages import AIMessage
+from pydantic import ValidationError
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.table import Table
+from rich.text import Text
+
+from langchain_moa.events import MoAEvent, ProposalReady, ProposerStarted, Token
+from langchain_moa.state import Proposal
+
+__all__ = ["View", "as_json", "consoles", "fail", "plain", "print_table"]
+
+
+def consoles() -> tuple[Console, Console]:
+    """The consoles of standard output and standard error."""
+    return Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def plain(console: Console, text: str, end: str = "\n") -> None:
+    """Write text as is (no wrapping, markup or tab expansion): for pipes, files and --quiet."""
+    console.file.write(text + end)
+    console.file.flush()
+
+
+def fail(err: Console, error: BaseException, code: int = 1) -> typer.Exit:
+    """One line on stderr and a non-zero exit, never a traceback."""
+    if isinstance(error, ValidationError):
+        text = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
+    else:
+        text = str(error) or type(error).__name__
+    plain(err, f"moa: error: {text}")
+    return typer.Exit(code)
+
+
+class View:
+    """What the terminal shows while MoA works: a live proposer table, then the streamed answer.
+
+    It is a MoA observer (``langchain_moa.observe``): it reads the same run events as every consumer.
+    """
+
+    def __init__(self, console: Console, *, live: bool, quiet: bool, show_proposals: bool) -> None:
+        self.console = console
+        self.live_enabled = live and not quiet
+        self.quiet = quiet
+        self.show_proposals = show_proposals
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.answer = ""
+        self.live: Live | None = None
+
+    def __enter__(self) -> View:
+        if self.live_enabled:
+            self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def __call__(self, event: MoAEvent) -> None:
+        if isinstance(event, ProposerStarted):
+            if event.layer != next(iter(self.rows.values()), {}).get("layer", event.layer):
+                self.rows.clear()  # a new layer: the table shows the current one
+            self.rows[event.node] = {"layer": event.layer, "index": event.index, "model": event.model}
+        elif isinstance(event, ProposalReady):
+            proposal = event.proposal
+            self.rows[proposal["node"]] = {**proposal, "state": "failed" if proposal["error"] else "done"}
+        elif isinstance(event, Token):
+            text = event.chunk.text
+            self.answer += text
+            if not self.live_enabled and not self.quiet:
+                plain(self.console, text, end="")
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def _render(self) -> Group:
+        table = Table(box=None, show_header=False, padding=(0, 1))
+        for row in self.rows.values():
+            state = row.get("state")
+            if state is None:
+                status = Text("… waiting", style="yellow")
+            elif state == "done":
+                tokens = (row.get("usage") or {}).get("output_tokens", "?")
+                status = Text(f"✓ {row['latency_s']:.1f}s, {tokens} tokens", style="green")
+            else:
+                status = Text(f"✗ {row['error']}", style="red")
+            table.add_row(Text(f"layer {row['layer']} #{row['index']} {row['model']}", style="bold"), status)
+        parts: list[Any] = [table] if self.rows else []
+        if self.answer:
+            parts.append(Markdown(self.answer))
+        return Group(*parts)
+
+    def finish(self, message: AIMessage) -> None:
+        if self.quiet:
+            plain(self.console, message.text)
+        elif not self.live_enabled:
+            plain(self.console, "")
+        if self.show_proposals:
+            for layer in message.response_metadata["moa"]["layers"]:
+                for p in layer:
+                    _print_proposal(self.console, p)
+
+
+def _print_proposal(console: Console, proposal: Proposal) -> None:
+    head = f"--- layer {proposal['layer']} · proposer {proposal['index']} · {proposal['model']}"
+    body = proposal["content"] if proposal["error"] is None else f"(failed: {proposal['error']})"
+    plain(console, f"{head}\n{body}")
+
+
+def as_json(message: AIMessage) -> str:
+    """The answer, its proposals and usage as JSON (``--json``)."""
+    moa = message.response_metadata["moa"]
+    return json.dumps(
+        {
+            "answer": message.text,
+            "model": message.response_metadata["model_name"],
+            "usage": message.usage_metadata,
+            "layers": moa["layers"],
+            "aggregator": moa["aggregator"],
+        },
+        indent=2,
+        ensure_ascii=False,
+    )
+
+
+def print_table(
+    console: Console, header: Sequence[str], rows: Sequence[Sequence[str]], title: str = ""
+) -> None:
+    """A table: drawn on a terminal, tab-separated lines (with no header) for pipes and files."""
+    if console.is_terminal:
+        table = Table(
+            *header, title=title or None, show_lines=any("\n" in cell for row in rows for cell in row)
+        )
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    else:
+        for row in rows:
+            plain(console, "\t".join(cell.replace("\n", ", ") for cell in row))

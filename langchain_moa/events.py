@@ -1,0 +1,131 @@
+"""The run events of a MoA call: what every consumer (the chat model, the ``moa`` command, a
+LangGraph Server client) reads while MoA works.
+
+The graph's nodes send them on LangGraph's custom stream (``stream_mode="custom"``), in this order
+for each layer and then the aggregator::
+
+    ProposerStarted  a proposer's model call started (it holds a max_concurrency slot)
+    ProposalReady    a proposer answered, failed, timed out or was cut (the ``Proposal``)
+    AggregatorStarted  the aggregator started, with how many references it got
+    Token            one streamed chunk of the aggregator's answer
+    Answer           the answer, assembled once: summed usage, every proposal in its metadata
+
+Each event is a frozen dataclass whose ``kind`` names it (it survives JSON, e.g. from LangGraph
+Server). To watch the events of ``MoAChatModel`` calls, register an observer::
+
+    with observe(print):
+        moa.invoke("Why is the sky blue?")
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Literal
+
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langgraph.config import get_stream_writer
+
+from langchain_moa.state import Proposal
+
+__all__ = [
+    "AggregatorStarted",
+    "Answer",
+    "MoAEvent",
+    "ProposalReady",
+    "ProposerStarted",
+    "Token",
+    "emit",
+    "observe",
+    "observers",
+    "unobserved",
+]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProposerStarted:
+    """A proposer's model call started."""
+
+    node: str
+    layer: int
+    index: int
+    model: str
+    kind: Literal["proposer_started"] = "proposer_started"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProposalReady:
+    """A proposer finished: its answer, or why it has none."""
+
+    proposal: Proposal
+    kind: Literal["proposal"] = "proposal"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AggregatorStarted:
+    """The aggregator started on ``references`` proposals."""
+
+    model: str
+    references: int
+    kind: Literal["aggregator_started"] = "aggregator_started"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Token:
+    """One streamed chunk of the aggregator's answer."""
+
+    chunk: AIMessageChunk
+    kind: Literal["token"] = "token"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Answer:
+    """The MoA answer: the aggregator's reply with summed usage and ``response_metadata["moa"]``."""
+
+    message: AIMessage
+    kind: Literal["answer"] = "answer"
+
+
+MoAEvent = ProposerStarted | ProposalReady | AggregatorStarted | Token | Answer
+"""Any run event."""
+
+
+def emit(event: MoAEvent) -> None:
+    """Send ``event`` on the running graph's custom stream (a no-op when nobody streams it)."""
+    get_stream_writer()(event)
+
+
+Observer = Callable[[MoAEvent], None]
+
+_observers: ContextVar[tuple[Observer, ...]] = ContextVar("langchain_moa_observers", default=())
+
+
+@contextlib.contextmanager
+def observe(observer: Observer) -> Iterator[None]:
+    """Send every event of the ``MoAChatModel`` calls made in this block to ``observer``.
+
+    The observer is called in the order the events happen, from the task that runs the call; a MoA
+    used as a model inside another MoA reports to nobody (its events are its own graph's).
+    """
+    token = _observers.set((*_observers.get(), observer))
+    try:
+        yield
+    finally:
+        _observers.reset(token)
+
+
+def observers() -> tuple[Observer, ...]:
+    """The observers of the current context."""
+    return _observers.get()
+
+
+@contextlib.contextmanager
+def unobserved() -> Iterator[None]:
+    """No observers in this block (a MoA call's own graph runs so: its models report to nobody)."""
+    token = _observers.set(())
+    try:
+        yield
+    finally:
+        _observers.reset(token)

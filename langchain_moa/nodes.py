@@ -1,0 +1,282 @@
+"""The nodes of a MoA graph, each written once as async code: proposer, layer check, aggregator.
+
+A proposer node never raises: a failure, timeout or cut is recorded in its ``Proposal`` and the
+proposal is dropped from the references (a raising node would cancel its siblings). The nodes of the
+next layer (or the aggregator) first check that the layer kept ``min_proposals`` answers, and raise
+``MoAError`` naming every failure when it did not. Sync graph runs drive the same code on the
+background loop of ``sync_bridge``.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, message_chunk_to_message
+from langchain_core.messages.ai import add_ai_message_chunks, add_usage
+from langchain_core.runnables import Runnable, RunnableConfig
+
+# LangGraph's own node wrapper (langgraph-prebuilt's ToolNode uses it too): it takes a sync and an async
+# function and inspects their signatures once, where RunnableLambda does it on every call.
+from langgraph._internal._runnable import RunnableCallable
+from langgraph.runtime import get_runtime
+
+from langchain_moa import sync_bridge
+from langchain_moa.conversation import as_chunk, check_conversation, proposer_view
+from langchain_moa.errors import AggregatorError, MoAError
+from langchain_moa.events import AggregatorStarted, Answer, ProposalReady, ProposerStarted, Token, emit
+from langchain_moa.models import model_label
+from langchain_moa.prompts import inject_references
+from langchain_moa.state import MoAContext, MoAState, Proposal
+from langchain_moa.tail_latency import ProposalCut, TailLatency
+
+__all__ = ["AGGREGATOR_NODE", "AggregatorNode", "NodeSettings", "ProposerNode", "proposer_node_name"]
+
+ChatRunnable = Runnable[LanguageModelInput, BaseMessage]
+
+AGGREGATOR_NODE = "aggregator"
+"""Name of the aggregator node (the last node of every MoA graph)."""
+
+
+def proposer_node_name(layer: int, index: int, model: BaseChatModel) -> str:
+    """Readable, unique node name, e.g. ``"layer 1 #2 Qwen2.5-72B-Instruct-Turbo"``.
+
+    LangGraph reserves ``:`` and ``|`` in node names (``llama3.1:8b`` becomes ``llama3.1-8b``).
+    """
+    label = model_label(model).rsplit("/", 1)[-1].replace(":", "-").replace("|", "-")
+    return f"layer {layer} #{index} {label}"
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """What every node of one graph shares."""
+
+    prompt: str
+    temperature: float | None
+    max_tokens: int | None
+    max_retries: int | None
+    min_proposals: int
+    policy: TailLatency
+
+    def call_kwargs(self, context: MoAContext) -> dict[str, Any]:
+        """Sampling arguments of this run: the run context overrides the graph's defaults."""
+        kwargs: dict[str, Any] = {}
+        temperature = context.temperature if context.temperature is not None else self.temperature
+        max_tokens = context.max_tokens if context.max_tokens is not None else self.max_tokens
+        if temperature is not None:
+            kwargs["temperature"] = temperature
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
+        return kwargs
+
+
+def _node(name: str, afunc: Callable[[MoAState, RunnableConfig], Awaitable[dict[str, Any]]]) -> RunnableCallable:
+    """A graph node running ``afunc``; a sync graph run drives it on the background loop."""
+
+    def func(state: MoAState, config: RunnableConfig) -> dict[str, Any]:
+        return sync_bridge.run(afunc(state, config))
+
+    return RunnableCallable(func, afunc, name=name, trace=False)  # the node run is traced already
+
+
+def _run_context() -> MoAContext:
+    context = get_runtime().context
+    return context if isinstance(context, MoAContext) else MoAContext()
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _kept_references(state: MoAState, layer: int, nodes: Sequence[str], min_proposals: int) -> list[str]:
+    """The answers of ``nodes`` (one layer) in proposer order; ``MoAError`` when too few survived."""
+    if not nodes:  # the first layer reads the conversation itself
+        check_conversation(state["messages"])
+        return []
+    proposals = [state["proposals"][n] for n in nodes]
+    kept = [p["content"] for p in proposals if p["content"] is not None]
+    if len(kept) < min_proposals:
+        failures = "; ".join(
+            f"proposer {p['index']} ({p['model']}): {p['error']}" for p in proposals if p["error"]
+        )
+        msg = (
+            f"layer {layer} kept {len(kept)} of {len(proposals)} proposals, fewer than "
+            f"min_proposals={min_proposals}. Failed: {failures}"
+        )
+        raise MoAError(msg)
+    return kept
+
+
+class ProposerNode:
+    """One proposer in one layer: answers the conversation, seeing the previous layer's answers."""
+
+    def __init__(
+        self,
+        node: str,
+        model: BaseChatModel,
+        *,
+        layer: int,
+        index: int,
+        layer_size: int,
+        references_from: Sequence[str],
+        settings: NodeSettings,
+    ) -> None:
+        self.node = node
+        self.label = model_label(model)
+        self.model: ChatRunnable = model
+        if settings.max_retries:
+            self.model = model.with_retry(
+                stop_after_attempt=settings.max_retries + 1, wait_exponential_jitter=True
+            )
+        self.layer = layer
+        self.index = index
+        self.layer_size = layer_size
+        self.references_from = list(references_from)
+        self.settings = settings
+
+    def runnable(self) -> RunnableCallable:
+        return _node(self.node, self.ainvoke)
+
+    async def ainvoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
+        settings = self.settings
+        references = _kept_references(state, self.layer - 1, self.references_from, settings.min_proposals)
+        messages = inject_references(proposer_view(state["messages"]), settings.prompt, references)
+        kwargs = settings.call_kwargs(_run_context())
+        started: float | None = None
+
+        async def call() -> BaseMessage:
+            nonlocal started
+            emit(ProposerStarted(node=self.node, layer=self.layer, index=self.index, model=self.label))
+            started = time.perf_counter()
+            return await self.model.ainvoke(messages, config, **kwargs)
+
+        policy = settings.policy
+        with policy.race(_superstep_id() if policy.races else "", self.layer, self.layer_size) as race:
+            try:
+                answer, error = await policy.propose(race, call), None
+            except Exception as caught:  # any failure drops this proposal; it is recorded
+                answer, error = None, caught
+            latency = 0.0 if started is None else time.perf_counter() - started
+            proposal = self._proposal(answer, error, latency)
+            if race is not None:
+                race.record(answered=proposal["error"] is None)
+        emit(ProposalReady(proposal=proposal))
+        return {"proposals": {self.node: proposal}}
+
+    def _proposal(self, answer: BaseMessage | None, error: BaseException | None, latency: float) -> Proposal:
+        proposal = Proposal(
+            node=self.node,
+            layer=self.layer,
+            index=self.index,
+            model=self.label,
+            content=None,
+            error=None,
+            usage=None,
+            latency_s=round(latency, 4),
+            cut=isinstance(error, ProposalCut),
+        )
+        if answer is not None:
+            proposal["usage"] = getattr(answer, "usage_metadata", None)  # tokens spent, even on nothing
+            if answer.text.strip():
+                proposal["content"] = answer.text
+            else:
+                proposal["error"] = "EmptyAnswer: the model returned no text"
+        elif isinstance(error, ProposalCut):
+            proposal["error"] = str(error)
+        else:
+            proposal["error"] = _error_text(error) if error else "no answer"
+        return proposal
+
+
+def _superstep_id() -> str:
+    # Proposers of one layer in one run share a superstep, hence its checkpoint id.
+    superstep = get_runtime().execution_info
+    if superstep is None or superstep.checkpoint_id is None:
+        msg = "LangGraph gave no checkpoint id to a proposer node (needed to share its layer's race)"
+        raise RuntimeError(msg)
+    return superstep.checkpoint_id
+
+
+class AggregatorNode:
+    """Synthesises the last layer's answers into the reply, streaming its tokens."""
+
+    def __init__(
+        self,
+        model: BaseChatModel,
+        *,
+        references_from: Sequence[str],
+        layer_nodes: Sequence[Sequence[str]],
+        settings: NodeSettings,
+    ) -> None:
+        self.model = model
+        self.label = model_label(model)
+        self.references_from = list(references_from)
+        self.layer_nodes = [list(nodes) for nodes in layer_nodes]
+        self.settings = settings
+
+    def runnable(self) -> RunnableCallable:
+        return _node(AGGREGATOR_NODE, self.ainvoke)
+
+    async def ainvoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
+        settings = self.settings
+        references = _kept_references(
+            state, len(self.layer_nodes), self.references_from, settings.min_proposals
+        )
+        messages = inject_references(state["messages"], settings.prompt, references)
+        context = _run_context()
+        kwargs = {**context.aggregator_kwargs, **settings.call_kwargs(context)}
+        model: ChatRunnable = self.model
+        if "tools" in kwargs:
+            tools, tool_choice = kwargs.pop("tools"), kwargs.pop("tool_choice", None)
+            bind_kwargs = {k: kwargs.pop(k) for k in ("parallel_tool_calls", "strict") if k in kwargs}
+            model = self.model.bind_tools(tools, tool_choice=tool_choice, **bind_kwargs)
+        # A call-time ``model=`` override (LangChain's convention) names the aggregator's model.
+        label = kwargs["model"] if isinstance(kwargs.get("model"), str) else self.label
+        emit(AggregatorStarted(model=label, references=len(references)))
+        started, chunks = time.perf_counter(), list[AIMessageChunk]()
+        try:
+            async with settings.policy.aggregating():
+                async for chunk in model.astream(messages, config, **kwargs):
+                    chunk = as_chunk(chunk)  # a model without streaming yields one whole AIMessage
+                    chunks.append(chunk)
+                    emit(Token(chunk=chunk))
+        except Exception as error:
+            raise AggregatorError(f"aggregator ({label}) failed: {_error_text(error)}") from error
+        if not chunks:
+            raise AggregatorError(f"aggregator ({label}) returned nothing")
+        answer = self._answer(state, chunks, time.perf_counter() - started, label)
+        emit(Answer(message=answer))
+        return {"messages": [answer]}
+
+    def _answer(
+        self, state: MoAState, chunks: list[AIMessageChunk], latency: float, label: str
+    ) -> AIMessage:
+        merged = add_ai_message_chunks(*chunks) if len(chunks) > 1 else chunks[0]  # one merge, at the end
+        message = message_chunk_to_message(merged)
+        proposals = state.get("proposals") or {}
+        layers = [[proposals[n] for n in nodes] for nodes in self.layer_nodes]
+        reported = [p["usage"] for layer in layers for p in layer if p["usage"]] + [merged.usage_metadata]
+        usage = functools.reduce(add_usage, [u for u in reported if u]) if any(reported) else None
+        moa = {
+            "layers": layers,
+            "aggregator": {"model": label, "usage": merged.usage_metadata, "latency_s": round(latency, 4)},
+        }
+        return AIMessage(
+            content=message.content,
+            # The id of the streamed chunks: a LangGraph "messages" stream shows the answer once.
+            id=merged.id,
+            tool_calls=getattr(message, "tool_calls", []),
+            invalid_tool_calls=getattr(message, "invalid_tool_calls", []),
+            usage_metadata=usage,
+            response_metadata={
+                "model_name": f"moa/{label}",
+                "model_provider": "moa",
+                # Whether the answer ran out of tokens is the aggregator's to say.
+                **{k: v for k, v in merged.response_metadata.items() if k in ("finish_reason", "stop_reason")},
+                "moa": moa,
+            },
+        )

@@ -1,0 +1,207 @@
+"""Every Mixture-of-Agents option, declared once: type, default, documentation and validation.
+
+``MoAOptions`` is the one place an option lives. ``MoAChatModel`` inherits its fields,
+``build_moa_graph`` validates its keywords with it, the cache key is derived from it, presets are
+dictionaries of it, the ``moa`` command's help text is read from it and LangGraph Server's
+assistant configuration is checked by it. Invalid values fail at construction with
+``MoAConfigError`` naming the value and the fix, before any model is created or called.
+
+Example:
+    >>> MoAOptions(proposers=["openai:gpt-4o-mini"], aggregator="openai:gpt-4o", max_tokens=0)
+    Traceback (most recent call last):
+    ...
+    langchain_moa.errors.MoAConfigError: max_tokens must be an integer >= 1 or None (each model's own limit), got 0
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Self
+
+from langchain_core.language_models import BaseChatModel
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
+from pydantic import model_validator
+
+from langchain_moa.errors import MoAConfigError
+from langchain_moa.prompts import AGGREGATOR_PROMPT
+
+__all__ = ["MoAOptions", "describe", "option_names"]
+
+
+def _rule(accepts: Callable[[Any], bool], expected: str) -> BeforeValidator:
+    """A check run on the raw value: ``<field> must be <expected>, got <value>`` when it fails."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if value is not None and not accepts(value):  # None: the field's type says if it is allowed
+            raise MoAConfigError(f"{info.field_name} must be {expected}, got {value!r}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+Seconds = Annotated[
+    float | None,
+    _rule(lambda v: _is_number(v) and v > 0, "a positive number of seconds or None (no limit)"),
+]
+Tokens = Annotated[
+    int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1 or None (each model's own limit)")
+]
+Temperature = Annotated[
+    float | None, _rule(lambda v: _is_number(v) and v >= 0, "a number >= 0 or None (each model's own)")
+]
+
+
+class MoAOptions(BaseModel):
+    """The options of a Mixture-of-Agents: who proposes, who aggregates, and how a call runs."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, use_attribute_docstrings=True, extra="forbid")
+
+    proposers: Annotated[list[BaseChatModel | str], _rule(lambda v: isinstance(v, list | tuple), "a list")]
+    """Proposer models: chat models, ``"provider:model"`` strings (as ``init_chat_model`` takes them)
+    or bare Together model names (e.g. ``"Qwen/Qwen2.5-72B-Instruct-Turbo"``). Each proposer layer
+    asks all of them; repeat one model to sample it several times (Self-MoA)."""
+    aggregator: BaseChatModel | str
+    """The model that synthesises the last layer's answers into the reply (string or instance)."""
+    layers: Annotated[
+        int,
+        _rule(
+            lambda v: _is_int(v) and v >= 1,
+            "an integer >= 1 (1 = the aggregator alone, 2 = one proposer layer)",
+        ),
+    ] = 2
+    """Layers as the paper counts them: 3 = two proposer layers + the aggregator; 1 = the aggregator
+    alone (a single-model baseline). Default 2."""
+    aggregator_prompt: Annotated[
+        str, _rule(lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string")
+    ] = AGGREGATOR_PROMPT
+    """The aggregate-and-synthesize prompt; the references follow it as ``"\\n{i}. {answer}"``.
+    Default: the paper's prompt, byte for byte."""
+    temperature: Temperature = None
+    """Sampling temperature of every proposer and aggregator call (``None``: each model's own)."""
+    max_tokens: Tokens = None
+    """Token limit of every proposer and aggregator answer (``None``: each model's own)."""
+    timeout: Seconds = None
+    """LangChain's standard per-call time limit: the default of ``proposer_timeout`` and
+    ``aggregator_timeout``."""
+    proposer_timeout: Seconds = None
+    """Seconds one proposer call may take once it has started; a slower proposer is cancelled and
+    dropped from the references. ``None``: ``timeout``, else no limit."""
+    aggregator_timeout: Seconds = None
+    """Seconds the aggregator's answer may take; past it the call raises ``AggregatorError``.
+    ``None``: ``timeout``, else no limit."""
+    min_proposals: Annotated[int, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1")] = 1
+    """Answers each proposer layer must keep, or the call raises ``MoAError``. Default 1."""
+    proposal_quorum: Annotated[
+        int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1 or None (wait for all)")
+    ] = None
+    """Go on as soon as this many of a layer's proposers have answered, cancelling the slower ones
+    (cut proposals are recorded with ``cut=True``). ``None``: wait for every proposer."""
+    layer_deadline: Seconds = None
+    """Seconds after which a layer goes on with the answers it has, cancelling the rest, provided
+    ``min_proposals`` are in (else it waits until they are). ``None``: no deadline."""
+    max_concurrency: Annotated[
+        int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1 or None (no bound)")
+    ] = Field(default=None, json_schema_extra={"changes_answers": False})
+    """Bound on simultaneous model calls across every call of this MoA (``None``: no bound)."""
+    max_retries: Annotated[
+        int | None,
+        _rule(lambda v: _is_int(v) and v >= 0, "an integer >= 0 or None (each model's own retries)"),
+    ] = None
+    """Retries of each proposer call that raises (exponential backoff with jitter). ``None``: leave
+    retries to each model's own client (most retry rate limits and 5xx already). The aggregator
+    streams its answer and relies on its own client's retries."""
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as error:
+            raise _config_error(error) from None
+
+    @model_validator(mode="after")
+    def _check_together(self) -> Self:
+        n = len(self.proposers)
+        if self.layers > 1 and not n:
+            msg = "proposers is empty: give at least one model, e.g. proposers=['openai:gpt-4o-mini'] (or layers=1)"
+            raise MoAConfigError(msg)
+        if self.layers > 1 and self.min_proposals > n:
+            msg = f"min_proposals must be between 1 and the number of proposers ({n}), got {self.min_proposals!r}"
+            raise MoAConfigError(msg)
+        quorum = self.proposal_quorum
+        if quorum is not None and self.layers > 1 and not self.min_proposals <= quorum <= n:
+            msg = (
+                f"proposal_quorum must be between min_proposals ({self.min_proposals}) and the number of "
+                f"proposers ({n}), got {quorum!r}"
+            )
+            raise MoAConfigError(msg)
+        return self
+
+    # -- what the rest of the package derives ----------------------------------------------------
+
+    @property
+    def proposer_limit(self) -> float | None:
+        """Seconds one proposer call may take (``proposer_timeout``, else ``timeout``)."""
+        return self.proposer_timeout if self.proposer_timeout is not None else self.timeout
+
+    @property
+    def aggregator_limit(self) -> float | None:
+        """Seconds the aggregator may take (``aggregator_timeout``, else ``timeout``)."""
+        return self.aggregator_timeout if self.aggregator_timeout is not None else self.timeout
+
+    def answer_key(self) -> dict[str, Any]:
+        """Every option that can change an answer, models by identity: the LLM cache key."""
+        key: dict[str, Any] = {}
+        for name in option_names():
+            extra = MoAOptions.model_fields[name].json_schema_extra
+            if isinstance(extra, dict) and extra.get("changes_answers") is False:
+                continue
+            value = getattr(self, name)
+            if name == "proposers":
+                value = [_identity(m) for m in value]
+            elif name == "aggregator":
+                value = _identity(value)
+            key[name] = value
+        return key
+
+
+def option_names() -> list[str]:
+    """The names of every MoA option, in declaration order."""
+    return list(MoAOptions.model_fields)
+
+
+def describe(name: str) -> str:
+    """The first sentence of an option's documentation (the ``moa`` command's help text uses it)."""
+    description = " ".join((MoAOptions.model_fields[name].description or "").split()).replace("``", "")
+    return re.split(r"(?<!e\.g)\. ", description)[0].rstrip(".") + "."
+
+
+def _identity(model: BaseChatModel | str) -> str:
+    if isinstance(model, str):
+        return model
+    return f"{model._llm_type}:{sorted(model._identifying_params.items())}"
+
+
+def _config_error(error: ValidationError) -> MoAConfigError:
+    """One ``MoAConfigError`` for pydantic's errors: our own messages as they are, the rest named."""
+    messages = []
+    for e in error.errors():
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, MoAConfigError):
+            messages.append(str(cause))
+            continue
+        name = ".".join(str(part) for part in e["loc"]) or "options"
+        if e["type"] == "missing":
+            messages.append(f"{name} is required")
+        elif e["type"] == "extra_forbidden":
+            messages.append(f"unknown option {name!r} (options: {', '.join(option_names())})")
+        else:
+            messages.append(f"{name}: {e['msg'][:1].lower()}{e['msg'][1:]}, got {e['input']!r}")
+    return MoAConfigError("; ".join(messages))

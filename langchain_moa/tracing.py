@@ -1,0 +1,67 @@
+"""Child runs under the MoA run, and usage counted once.
+
+Every proposer and aggregator call is a child run of the MoA call's run (one trace tree). The MoA
+answer carries the summed usage of all of them, so usage handlers (``get_usage_metadata_callback``)
+are kept off the children: each token is counted once. Children are tagged ``nostream``, so a
+surrounding LangGraph ``messages`` stream shows the MoA answer's tokens once, not every proposer's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+    UsageMetadataCallbackHandler,
+)
+from langchain_core.tracers.context import _configure_hooks
+from langgraph.constants import TAG_NOSTREAM
+
+from langchain_moa import events
+
+__all__ = ["child_callbacks", "inner_context"]
+
+
+def child_callbacks(
+    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+) -> CallbackManager | None:
+    """Callbacks for the graph: every model call inside becomes a child run of the MoA run.
+
+    ``None`` when no handler would see the children (then LangGraph skips its per-node run setup).
+    """
+    handlers = [h for h in run_manager.inheritable_handlers if not _counts_usage(h)] if run_manager else []
+    if run_manager is None or not handlers:
+        return None
+    manager = CallbackManager(handlers=[], parent_run_id=run_manager.run_id)
+    manager.set_handlers(handlers)
+    manager.add_tags([*run_manager.inheritable_tags, TAG_NOSTREAM])
+    manager.add_metadata(run_manager.inheritable_metadata)
+    return manager
+
+
+def _counts_usage(handler: BaseCallbackHandler) -> bool:
+    return isinstance(handler, UsageMetadataCallbackHandler)
+
+
+@contextlib.contextmanager
+def inner_context() -> Iterator[None]:
+    """While the MoA graph runs: no usage hooks and no MoA observers for what runs inside it.
+
+    ``get_usage_metadata_callback()`` handlers are not passed down as callbacks: LangChain re-attaches
+    them to every run configured while their context variable is set (hence the private
+    ``_configure_hooks``). MoA observers watch the outer call only. The graph's tasks copy the context
+    when they start; the variables are restored when the block ends. Use it in a coroutine, never
+    across a ``yield``.
+    """
+    hooked = [var for var, *_ in _configure_hooks if isinstance(var.get(), UsageMetadataCallbackHandler)]
+    tokens = [(var, var.set(None)) for var in hooked]
+    try:
+        with events.unobserved() if events.observers() else contextlib.nullcontext():
+            yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
