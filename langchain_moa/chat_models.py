@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Self
 
 from langchain_core.callbacks import (
@@ -62,6 +62,9 @@ class MoAChatModel(MoAOptions, BaseChatModel):
 
     stop: list[str] | None = None
     """Stop sequences for the aggregator's answer (proposers answer in full)."""
+    streaming: bool = True
+    """LangChain's standard flag, accepted for compatibility: MoA always streams the aggregator's
+    tokens to callbacks and ``stream()``."""
     api_key: SecretStr | None = Field(
         default_factory=secret_from_env("TOGETHER_API_KEY", default=None), alias="together_api_key"
     )
@@ -163,8 +166,10 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         stop: list[str] | None,
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
         kwargs: dict[str, Any],
+        on_token: Callable[[AIMessageChunk], None] | None = None,
     ) -> ChatResult:
-        """Run the MoA graph: send its events to the observers and its tokens to the run."""
+        """Run the MoA graph: send its events to the observers and its tokens to the run (and to
+        ``on_token``)."""
         check_conversation(messages)
         graph = self._current_graph()
         check_inputs(messages, self._models)
@@ -182,14 +187,18 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         observers = events.observers()
         answer: AIMessage | None = None
         with inner_context():
-            # durability: the graph keeps no checkpoints, whatever a surrounding graph's run asks for.
-            run = graph.astream(state, config, context=context, stream_mode="custom", durability="exit")  # type: ignore[arg-type]
+            run = graph.astream(state, config, context=context, stream_mode="custom")  # type: ignore[arg-type]
             try:
                 async for event in run:
                     for observer in observers:
                         observer(event)
-                    if isinstance(event, events.Token) and run_manager is not None:
-                        await _report_token(run_manager, event.chunk, message_id)
+                    if isinstance(event, events.Token) and (token := _token(event.chunk, message_id)):
+                        if run_manager is not None:
+                            reported = run_manager.on_llm_new_token(token.text, chunk=token)
+                            if inspect.isawaitable(reported):
+                                await reported
+                        if on_token is not None:
+                            on_token(token.message)
                     elif isinstance(event, events.Answer):
                         answer = event.message
             finally:  # a cancelled call stops its graph run at once
@@ -221,6 +230,36 @@ class MoAChatModel(MoAOptions, BaseChatModel):
 
     # -- streaming: the same call, its tokens read as they are reported -----------------------
 
+    def _should_stream(self, *, async_api: bool, **kwargs: Any) -> bool:
+        # invoke() reports tokens from _generate, which has the run manager child runs nest under.
+        return False
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        # LangChain's event-protocol streaming (stream_events v3) calls this with the run manager.
+        chunks: asyncio.Queue[Any] = asyncio.Queue()
+        call = asyncio.ensure_future(self._arun(messages, stop, run_manager, kwargs, chunks.put_nowait))
+        streamed = False
+        async with contextlib.aclosing(_while_running(call, chunks)) as tokens:
+            async for token in tokens:
+                streamed = True
+                yield ChatGenerationChunk(message=token)
+        yield ChatGenerationChunk(message=_last_chunk(call.result().generations[0].message, streamed))
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        yield from sync_bridge.iterate(self._astream(messages, stop, run_manager, **kwargs))  # type: ignore[arg-type]
+
     async def astream(
         self,
         input: LanguageModelInput,
@@ -242,28 +281,12 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         call = asyncio.ensure_future(
             self.ainvoke(input, {**config, "callbacks": callbacks, "run_id": run_id}, stop=stop, **kwargs)
         )
-        call.add_done_callback(lambda _: tokens.chunks.put_nowait(None))
         streamed = False
-        try:
-            while (chunk := await tokens.chunks.get()) is not None:
+        async with contextlib.aclosing(_while_running(call, tokens.chunks)) as chunks:
+            async for chunk in chunks:
                 streamed = True
                 yield chunk
-            answer = call.result()
-        finally:
-            if not call.done():
-                call.cancel()
-                with contextlib.suppress(BaseException):
-                    await call
-        last = as_chunk(answer)
-        if streamed:  # the text and tool calls were streamed already
-            last = AIMessageChunk(
-                content="",
-                id=last.id,
-                usage_metadata=last.usage_metadata,
-                response_metadata=last.response_metadata,
-            )
-        last.chunk_position = "last"
-        yield last
+        yield _last_chunk(call.result(), streamed)
 
     def stream(
         self,
@@ -281,20 +304,41 @@ def _by_id(model: BaseChatModel | str) -> object:
     return id(model) if isinstance(model, BaseChatModel) else model
 
 
-async def _report_token(
-    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun,
-    chunk: AIMessageChunk,
-    message_id: str | None,
-) -> None:
+def _token(chunk: AIMessageChunk, message_id: str | None) -> ChatGenerationChunk | None:
+    """The MoA run's token for an aggregator chunk (``None`` for an empty one)."""
     if not (chunk.content or chunk.tool_call_chunks):
-        return
+        return None
     # The aggregator's id, usage and metadata stay out: the MoA answer carries its own.
-    token = ChatGenerationChunk(
+    return ChatGenerationChunk(
         message=AIMessageChunk(content=chunk.content, tool_call_chunks=chunk.tool_call_chunks, id=message_id)
     )
-    reported = run_manager.on_llm_new_token(token.text, chunk=token)
-    if inspect.isawaitable(reported):
-        await reported
+
+
+async def _while_running(call: asyncio.Future[Any], chunks: asyncio.Queue[Any]) -> AsyncIterator[Any]:
+    """The items put on ``chunks`` until ``call`` is done; leaving early cancels ``call``."""
+    call.add_done_callback(lambda _: chunks.put_nowait(_DONE))
+    try:
+        while (chunk := await chunks.get()) is not _DONE:
+            yield chunk
+    finally:
+        if not call.done():
+            call.cancel()
+            with contextlib.suppress(BaseException):
+                await call  # every model call has stopped when this returns
+
+
+_DONE = object()
+
+
+def _last_chunk(answer: BaseMessage, streamed: bool) -> AIMessageChunk:
+    """The closing chunk: usage and MoA metadata (and the whole answer if nothing was streamed)."""
+    last = as_chunk(answer)
+    if streamed:  # the text and tool calls were streamed already
+        last = AIMessageChunk(
+            content="", id=last.id, usage_metadata=last.usage_metadata, response_metadata=last.response_metadata
+        )
+    last.chunk_position = "last"
+    return last
 
 
 class _RunTokens(AsyncCallbackHandler):
@@ -304,7 +348,7 @@ class _RunTokens(AsyncCallbackHandler):
 
     def __init__(self, run_id: uuid.UUID) -> None:
         self.run_id = run_id
-        self.chunks: asyncio.Queue[AIMessageChunk | None] = asyncio.Queue()
+        self.chunks: asyncio.Queue[Any] = asyncio.Queue()
 
     async def on_llm_new_token(
         self, token: str, *, chunk: Any = None, run_id: uuid.UUID, **kwargs: Any

@@ -1,16 +1,19 @@
 """Scripted chat models: test doubles for MoA graphs, examples and benchmarks (no network).
 
 ``ScriptedChatModel`` answers from a script, records every call it receives (so a test can assert
-the exact prompt), can sleep (to prove parallelism), fail, stream word by word, report token usage
-and call tools.
+the exact prompt), can sleep (to prove parallelism), fail, hang, break a stream half-way, stream
+word by word, report token usage and call tools; a ``CallTally`` counts its calls in progress (and
+their peak) and how they ended (finished or cancelled).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -20,14 +23,70 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr, SkipValidation
+from pydantic import ConfigDict, Field, InstanceOf, PrivateAttr, SkipValidation
 
 from langchain_moa.conversation import as_chunk
 
-__all__ = ["Reply", "ScriptedCall", "ScriptedChatModel"]
+__all__ = ["BrokenStream", "CallTally", "Delayed", "Reply", "ScriptedCall", "ScriptedChatModel"]
 
-Reply = str | AIMessage | BaseException
-"""What a script gives for one call: text, a whole message (e.g. with tool calls), or an error."""
+
+@dataclass(frozen=True)
+class Delayed:
+    """A reply given only after ``seconds`` more (a slow provider; a very long delay is a hang)."""
+
+    seconds: float
+    reply: Reply
+
+
+@dataclass(frozen=True)
+class BrokenStream:
+    """A reply whose stream breaks with ``error`` after ``words`` words (``invoke`` raises it)."""
+
+    text: str
+    words: int
+    error: BaseException
+
+
+Reply = str | AIMessage | BaseException | Delayed | BrokenStream
+"""What a script gives for one call: text, a whole message (e.g. with tool calls), an error, a
+delayed reply, or a stream that breaks."""
+
+
+@dataclass
+class CallTally:
+    """Counts the calls of the scripted models that share it (thread-safe)."""
+
+    running: int = 0
+    """Calls in progress now."""
+    peak: int = 0
+    """The most calls ever in progress at once."""
+    finished: int = 0
+    """Calls that returned or raised."""
+    cancelled: int = 0
+    """Calls cancelled (or, streaming, closed) before they finished."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @contextlib.contextmanager
+    def call(self) -> Iterator[None]:
+        with self._lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            yield
+        except (asyncio.CancelledError, GeneratorExit):
+            with self._lock:
+                self.cancelled += 1
+            raise
+        except BaseException:
+            with self._lock:
+                self.finished += 1
+            raise
+        else:
+            with self._lock:
+                self.finished += 1
+        finally:
+            with self._lock:
+                self.running -= 1
 
 
 class ScriptedCall(dict[str, Any]):
@@ -67,6 +126,8 @@ class ScriptedChatModel(BaseChatModel):
     """Seconds between streamed words."""
     report_usage: bool = True
     """Report ``usage_metadata`` (one token per whitespace-separated word)."""
+    tally: InstanceOf[CallTally] = Field(default_factory=CallTally, exclude=True, repr=False)
+    """Counters of this model's calls; give several models one tally to count them together."""
     calls: list[ScriptedCall] = Field(default_factory=list, exclude=True, repr=False)
     """Every call received, in order."""
 
@@ -88,7 +149,7 @@ class ScriptedChatModel(BaseChatModel):
 
     # -- the script -------------------------------------------------------------------------
 
-    def _reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
+    def _reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> _Plan:
         with self._lock:
             number = len(self.calls)
             self.calls.append(ScriptedCall(messages=list(messages), kwargs=dict(kwargs)))
@@ -100,8 +161,13 @@ class ScriptedChatModel(BaseChatModel):
             reply = self.answer
         else:
             reply = messages[-1].text if messages else ""
+        delay, breaks = self.sleep, None
+        while isinstance(reply, Delayed):
+            delay, reply = delay + reply.seconds, reply.reply
+        if isinstance(reply, BrokenStream):
+            breaks, reply = reply, reply.text
         if isinstance(reply, BaseException):
-            raise reply
+            return _Plan(delay, None, reply)
         message = AIMessage(content=reply) if isinstance(reply, str) else reply.model_copy()
         if self.report_usage and message.usage_metadata is None:
             prompt = " ".join(m.text for m in messages)
@@ -111,7 +177,7 @@ class ScriptedChatModel(BaseChatModel):
                 total_tokens=_count_tokens(prompt) + _count_tokens(message.text),
             )
         message.response_metadata = {**message.response_metadata, "model_name": self.model_name}
-        return message
+        return _Plan(delay, message, None, breaks)
 
     # -- LangChain entry points -------------------------------------------------------------
 
@@ -122,10 +188,10 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        time.sleep(self.sleep)
-        return ChatResult(
-            generations=[ChatGeneration(message=self._reply(messages, _with_stop(stop, kwargs)))]
-        )
+        with self.tally.call():
+            plan = self._reply(messages, _with_stop(stop, kwargs))
+            time.sleep(plan.delay)
+            return ChatResult(generations=[ChatGeneration(message=plan.message_or_raise())])
 
     async def _agenerate(
         self,
@@ -134,10 +200,10 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        await asyncio.sleep(self.sleep)
-        return ChatResult(
-            generations=[ChatGeneration(message=self._reply(messages, _with_stop(stop, kwargs)))]
-        )
+        with self.tally.call():
+            plan = self._reply(messages, _with_stop(stop, kwargs))
+            await asyncio.sleep(plan.delay)
+            return ChatResult(generations=[ChatGeneration(message=plan.message_or_raise())])
 
     def _stream(
         self,
@@ -146,11 +212,13 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        time.sleep(self.sleep)
-        for i, chunk in enumerate(_chunks(self._reply(messages, _with_stop(stop, kwargs)))):
-            if i and self.token_delay:
-                time.sleep(self.token_delay)
-            yield chunk
+        with self.tally.call():
+            plan = self._reply(messages, _with_stop(stop, kwargs))
+            time.sleep(plan.delay)
+            for i, chunk in enumerate(plan.chunks()):
+                if i and self.token_delay:
+                    time.sleep(self.token_delay)
+                yield chunk
 
     async def _astream(
         self,
@@ -159,21 +227,48 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        await asyncio.sleep(self.sleep)
-        for i, chunk in enumerate(_chunks(self._reply(messages, _with_stop(stop, kwargs)))):
-            if i and self.token_delay:
-                await asyncio.sleep(self.token_delay)
-            yield chunk
+        with self.tally.call():
+            plan = self._reply(messages, _with_stop(stop, kwargs))
+            await asyncio.sleep(plan.delay)
+            for i, chunk in enumerate(plan.chunks()):
+                if i and self.token_delay:
+                    await asyncio.sleep(self.token_delay)
+                yield chunk
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one call goes: wait ``delay``, then answer ``message`` or raise ``error``."""
+
+    delay: float
+    message: AIMessage | None
+    error: BaseException | None
+    breaks: BrokenStream | None = None
+
+    def message_or_raise(self) -> AIMessage:
+        if self.error is not None:
+            raise self.error
+        if self.breaks is not None:
+            raise self.breaks.error
+        assert self.message is not None
+        return self.message
+
+    def chunks(self) -> Iterator[ChatGenerationChunk]:
+        """The message as a word-by-word stream; tool calls and usage ride on the last chunk."""
+        if self.error is not None:
+            raise self.error
+        assert self.message is not None
+        words = self.message.text.split(" ") if self.message.text else []
+        for i, word in enumerate(words):
+            if self.breaks is not None and i == self.breaks.words:
+                raise self.breaks.error
+            yield ChatGenerationChunk(message=AIMessageChunk(content=word if i == 0 else " " + word))
+        last = as_chunk(self.message.model_copy(update={"content": ""}))
+        last.chunk_position = "last"
+        yield ChatGenerationChunk(message=last)
 
 
 def _with_stop(stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "stop": stop} if stop else kwargs
 
 
-def _chunks(message: AIMessage) -> list[ChatGenerationChunk]:
-    """The message as a word-by-word stream; tool calls and usage ride on the last chunk."""
-    words = message.text.split(" ") if message.text else []
-    chunks = [AIMessageChunk(content=w if i == 0 else " " + w) for i, w in enumerate(words)]
-    last = as_chunk(message.model_copy(update={"content": ""}))
-    last.chunk_position = "last"
-    return [ChatGenerationChunk(message=m) for m in [*chunks, last]]

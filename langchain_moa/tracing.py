@@ -18,6 +18,7 @@ from langchain_core.callbacks import (
     CallbackManagerForLLMRun,
     UsageMetadataCallbackHandler,
 )
+from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tracers.context import _configure_hooks
 from langgraph.constants import TAG_NOSTREAM
 
@@ -49,7 +50,11 @@ def _counts_usage(handler: BaseCallbackHandler) -> bool:
 
 @contextlib.contextmanager
 def inner_context() -> Iterator[None]:
-    """While the MoA graph runs: no usage hooks and no MoA observers for what runs inside it.
+    """While the MoA graph runs: its own run configuration, no usage hooks, no MoA observers.
+
+    The graph gets its callbacks from the MoA run (``child_callbacks``); it must not inherit the
+    configuration of a surrounding LangGraph run (its checkpoint namespace and durability: the MoA
+    graph keeps no checkpoints).
 
     ``get_usage_metadata_callback()`` handlers are not passed down as callbacks: LangChain re-attaches
     them to every run configured while their context variable is set (hence the private
@@ -58,7 +63,7 @@ def inner_context() -> Iterator[None]:
     across a ``yield``.
     """
     hooked = [var for var, *_ in _configure_hooks if isinstance(var.get(), UsageMetadataCallbackHandler)]
-    tokens = [(var, var.set(None)) for var in hooked]
+    tokens = [(var, var.set(None)) for var in [var_child_runnable_config, *hooked]]
     try:
         with events.unobserved() if events.observers() else contextlib.nullcontext():
             yield

@@ -14,7 +14,7 @@ from langchain_core.globals import set_llm_cache
 from langchain_core.messages import AIMessage, HumanMessage
 
 from langchain_moa import AggregatorError, MoAChatModel, MoAError
-from langchain_moa.fakes import ScriptedChatModel
+from langchain_moa.fakes import CallTally, ScriptedChatModel
 
 
 def make_moa(n: int = 3, layers: int = 2, sleep: float = 0.0, **fields: Any) -> MoAChatModel:
@@ -47,31 +47,15 @@ async def test_async_proposers_of_a_layer_run_concurrently(layers: int) -> None:
 
 
 async def test_max_concurrency_bounds_simultaneous_calls_across_calls() -> None:
-    running, peak = 0, 0
-
-    async def track(_messages: Any, _kwargs: Any) -> str:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.02)
-        running -= 1
-        return "idea"
-
-    class Tracked(ScriptedChatModel):
-        async def _agenerate(
-            self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
-        ) -> Any:
-            await track(messages, kwargs)
-            return await super()._agenerate(messages, stop, run_manager, **kwargs)
-
+    tally = CallTally()
     moa = MoAChatModel(
-        proposers=[Tracked(answer="idea") for _ in range(4)],
+        proposers=[ScriptedChatModel(answer="idea", sleep=0.02, tally=tally) for _ in range(4)],
         aggregator=ScriptedChatModel(answer="final"),
         max_concurrency=3,
     )
     results = await moa.abatch(["Q"] * 10)
     assert [r.content for r in results] == ["final"] * 10
-    assert peak == 3
+    assert tally.peak == 3
 
 
 # -- streaming -----------------------------------------------------------------------------------
@@ -444,3 +428,34 @@ def test_structured_output_is_announced_on_the_moa_run() -> None:
     )
     (options,) = starts.roots
     assert options["ls_structured_output_format"]["schema"]["title"] == "Joke"
+
+
+def test_changed_fields_take_effect() -> None:
+    proposer = ScriptedChatModel(answer="idea")
+    moa = MoAChatModel(proposers=[proposer], aggregator=ScriptedChatModel(answer="ok"), temperature=0.1)
+    moa.temperature = 0.9
+    moa.invoke("Q")
+    assert proposer.calls[-1]["kwargs"]["temperature"] == 0.9
+    deeper = moa.model_copy(update={"layers": 3})
+    assert len(deeper.invoke("Q").response_metadata["moa"]["layers"]) == 2
+    assert len(moa.invoke("Q").response_metadata["moa"]["layers"]) == 1
+
+
+def test_usage_of_an_empty_answer_still_counts_and_none_reported_stays_none() -> None:
+    empty = ScriptedChatModel(answer="   ")
+    moa = MoAChatModel(
+        proposers=[empty, ScriptedChatModel(answer="real idea")], aggregator=ScriptedChatModel(answer="ok")
+    )
+    result = moa.invoke("Q")
+    layer = result.response_metadata["moa"]["layers"][0]
+    assert layer[0]["usage"] is not None and layer[0]["error"].startswith("EmptyAnswer")
+    assert (
+        result.usage_metadata["input_tokens"]
+        == sum(p["usage"]["input_tokens"] for p in layer)
+        + (result.response_metadata["moa"]["aggregator"]["usage"]["input_tokens"])
+    )
+    silent = MoAChatModel(
+        proposers=[ScriptedChatModel(answer="idea", report_usage=False)],
+        aggregator=ScriptedChatModel(answer="ok", report_usage=False),
+    )
+    assert silent.invoke("Q").usage_metadata is None

@@ -81,22 +81,12 @@ def test_mt_bench_reruns_moa_on_the_growing_conversation_at_each_categorys_tempe
     )
 
 
-class Interrupted(ScriptedChatModel):
-    """Dies (like a killed process) when asked a chosen question."""
-
-    fatal: str
-
-    async def _agenerate(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
-        if messages[-1].text == self.fatal:
-            raise KeyboardInterrupt
-        return await super()._agenerate(messages, *args, **kwargs)
-
-
 def test_an_interrupted_run_resumes_with_every_item_exactly_once(tmp_path: Path) -> None:
     questions = [{"question_id": i, "category": "writing", "turns": [f"q{i}"]} for i in range(6)]
     output = tmp_path / "answers.jsonl"
     dying = MoAChatModel(
-        proposers=[Interrupted(answer="idea", fatal="q3")], aggregator=ScriptedChatModel(respond=echo)
+        proposers=[ScriptedChatModel(respond=lambda m, _: KeyboardInterrupt() if m[-1].text == "q3" else "idea")],
+        aggregator=ScriptedChatModel(respond=echo),
     )
     with pytest.raises(KeyboardInterrupt):
         asyncio.run(
@@ -209,7 +199,7 @@ def test_moa_eval_exact_prints_the_table(tmp_path: Path, monkeypatch: pytest.Mon
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"question": "6*7?", "answer": "42"}) + "\n")
     monkeypatch.setattr(
-        "langchain_moa.chat_models.resolve_chat_model",
+        "langchain_moa.graph.resolve_chat_model",
         lambda spec, **_: (
             spec if not isinstance(spec, str) else ScriptedChatModel(answer="It is 42.", model_name=spec)
         ),
@@ -227,7 +217,7 @@ def test_moa_eval_mt_bench_without_data_says_how_to_get_it(monkeypatch: pytest.M
     from langchain_moa import cli
 
     monkeypatch.setattr(
-        "langchain_moa.chat_models.resolve_chat_model",
+        "langchain_moa.graph.resolve_chat_model",
         lambda spec, **_: ScriptedChatModel(model_name=str(spec)),
     )
     result = CliRunner().invoke(cli.app, ["eval", "mt-bench", "--reference-models", "p1", "--model", "agg"])
@@ -267,7 +257,7 @@ def test_alpaca_eval_judge_says_what_it_needs(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setattr(
-        "langchain_moa.chat_models.resolve_chat_model",
+        "langchain_moa.graph.resolve_chat_model",
         lambda spec, **_: ScriptedChatModel(model_name=str(spec)),
     )
     instructions = tmp_path / "i.json"

@@ -9,16 +9,13 @@ import logging
 import random
 import time
 import tracemalloc
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk
-from pydantic import Field
+from langchain_core.messages import AIMessage, BaseMessage
 
 from langchain_moa import AggregatorError, MoAChatModel, MoAError
-from langchain_moa.fakes import ScriptedChatModel
+from langchain_moa.fakes import BrokenStream, CallTally, Delayed, Reply, ScriptedChatModel
 
 # -- fault injection ------------------------------------------------------------------------------
 
@@ -34,63 +31,37 @@ PROPOSER_FAULTS = ["ok"] * 7 + ["raise", "rate_limit", "hang", "empty", "malform
 AGGREGATOR_FAULTS = ["ok"] * 12 + ["raise", "hang", "broken_stream"]
 
 
-class Faulty(ScriptedChatModel):
-    """Fails in a seeded way per question: exceptions, 429s, hangs, empty or malformed replies,
-    and (streaming) a stream that breaks half-way. Records what it did to each question."""
+class Faults:
+    """A seeded fault per question: exceptions, 429s, hangs, empty or malformed replies, and a stream
+    that breaks half-way. ``respond`` for a scripted model; records what it did to each question."""
 
-    faults: list[str]
-    seed: int
-    done: dict[str, str] = Field(default_factory=dict)
+    def __init__(self, faults: list[str], seed: int, *, aggregator: bool = False) -> None:
+        self.faults, self.seed, self.aggregator = faults, seed, aggregator
+        self.done: dict[str, str] = {}
 
-    def _fault(self, messages: list[BaseMessage]) -> tuple[str, str]:
+    def __call__(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> Reply:
         question = messages[-1].text
         fault = random.Random(f"{self.seed}-{question}").choice(self.faults)
         self.done[question] = fault
-        return question, fault
-
-    async def _agenerate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
-    ) -> Any:
-        question, fault = self._fault(messages)
-        await asyncio.sleep(0.01)
-        if fault == "raise":
-            raise RuntimeError(f"upstream 503 for {question}")
-        if fault == "rate_limit":
-            raise RateLimited(retry_after=1.0)
-        if fault == "hang":
-            await asyncio.sleep(3600)
-        content: Any = {"empty": "", "malformed": [{"type": "unknown-block", "data": "\x00"}]}.get(
-            fault, f"fine answer to {question}"
-        )
-        return _result(content)
-
-    async def _astream(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        question, fault = self._fault(messages)
-        await asyncio.sleep(0.01)
-        if fault == "raise":
-            raise RuntimeError("aggregator 500")
-        if fault == "hang":
-            await asyncio.sleep(3600)
-        for i, word in enumerate(["final", "answer", "for", question]):
-            if fault == "broken_stream" and i == 2:
-                raise ConnectionResetError("stream broke half-way")
-            yield ChatGenerationChunk(message=AIMessageChunk(content=word if i == 0 else " " + word))
-
-
-def _result(content: Any) -> Any:
-    from langchain_core.outputs import ChatGeneration, ChatResult
-
-    return ChatResult(generations=[ChatGeneration(message=AIMessage(content=content))])
+        fine = f"final answer for {question}" if self.aggregator else f"fine answer to {question}"
+        broken = BrokenStream(fine, 2, ConnectionResetError("stream broke half-way"))
+        reply: Reply = {
+            "raise": RuntimeError("aggregator 500" if self.aggregator else f"upstream 503 for {question}"),
+            "rate_limit": RateLimited(retry_after=1.0),
+            "hang": Delayed(3600, "too late"),
+            "empty": "",
+            "malformed": AIMessage(content=[{"type": "unknown-block", "data": "\x00"}]),
+            "broken_stream": broken,
+        }.get(fault, fine)
+        return Delayed(0.01, reply)
 
 
 async def test_hundreds_of_faulty_calls_answer_or_raise_moa_error_with_every_cause() -> None:
-    proposers = [Faulty(faults=PROPOSER_FAULTS, seed=i, model_name=f"p{i}", done={}) for i in range(4)]
-    aggregator = Faulty(faults=AGGREGATOR_FAULTS, seed=99, model_name="agg", done={})
+    proposers = [Faults(PROPOSER_FAULTS, seed=i) for i in range(4)]
+    aggregator = Faults(AGGREGATOR_FAULTS, seed=99, aggregator=True)
     moa = MoAChatModel(
-        proposers=proposers,
-        aggregator=aggregator,
+        proposers=[ScriptedChatModel(respond=p, model_name=f"p{i}") for i, p in enumerate(proposers)],
+        aggregator=ScriptedChatModel(respond=aggregator, model_name="agg"),
         min_proposals=3,
         proposer_timeout=1.0,
         aggregator_timeout=1.0,
@@ -144,31 +115,10 @@ async def test_hundreds_of_faulty_calls_answer_or_raise_moa_error_with_every_cau
 
 
 async def test_five_hundred_concurrent_calls_never_exceed_the_call_bound() -> None:
-    running = peak = 0
-
-    class Counted(ScriptedChatModel):
-        async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
-            nonlocal running, peak
-            running += 1
-            peak = max(peak, running)
-            try:
-                return await super()._agenerate(*args, **kwargs)
-            finally:
-                running -= 1
-
-        async def _astream(self, *args: Any, **kwargs: Any) -> Any:
-            nonlocal running, peak
-            running += 1
-            peak = max(peak, running)
-            try:
-                async for chunk in super()._astream(*args, **kwargs):
-                    yield chunk
-            finally:
-                running -= 1
-
+    tally = CallTally()
     moa = MoAChatModel(
-        proposers=[Counted(answer="idea", sleep=0.01) for _ in range(4)],
-        aggregator=Counted(answer="the answer", sleep=0.01),
+        proposers=[ScriptedChatModel(answer="idea", sleep=0.01, tally=tally) for _ in range(4)],
+        aggregator=ScriptedChatModel(answer="the answer", sleep=0.01, tally=tally),
         max_concurrency=20,
     )
     tracemalloc.start()
@@ -176,53 +126,32 @@ async def test_five_hundred_concurrent_calls_never_exceed_the_call_bound() -> No
     peak_bytes = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert [r.text for r in results] == ["the answer"] * 500
-    assert peak == 20  # the bound was reached and never exceeded
+    assert tally.peak == 20  # the bound was reached and never exceeded
     assert peak_bytes < 300 * 2**20
     print(
-        f"500 concurrent calls: peak {peak} model calls at once, {peak_bytes / 2**20:.0f} MiB allocated at peak"
+        f"500 concurrent calls: peak {tally.peak} model calls at once, {peak_bytes / 2**20:.0f} MiB allocated at peak"
     )
 
 
 # -- cancellation ---------------------------------------------------------------------------------
 
 
-class Tracked(ScriptedChatModel):
-    """Records calls that were cancelled (or closed) before they finished."""
-
-    stopped: list[str] = Field(default_factory=list)
-
-    async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await super()._agenerate(*args, **kwargs)
-        except asyncio.CancelledError:
-            self.stopped.append("cancelled")
-            raise
-
-    async def _astream(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            async for chunk in super()._astream(*args, **kwargs):
-                yield chunk
-        except (asyncio.CancelledError, GeneratorExit):
-            self.stopped.append("closed")
-            raise
-
-
 async def test_cancelling_ainvoke_stops_every_running_proposer() -> None:
-    proposers = [Tracked(answer="slow", sleep=5, stopped=[]) for _ in range(3)]
-    moa = MoAChatModel(proposers=proposers, aggregator=Tracked(answer="x", stopped=[]))
+    proposers = [ScriptedChatModel(answer="slow", sleep=5) for _ in range(3)]
+    moa = MoAChatModel(proposers=proposers, aggregator=ScriptedChatModel(answer="x"))
     call = asyncio.ensure_future(moa.ainvoke("Q"))
     await asyncio.sleep(0.2)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
     await asyncio.sleep(0)
-    assert [p.stopped for p in proposers] == [["cancelled"]] * 3
+    assert [(p.tally.cancelled, p.tally.running) for p in proposers] == [(1, 0)] * 3
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
 async def test_abandoning_a_stream_stops_the_aggregator() -> None:
-    aggregator = Tracked(answer=" ".join(["word"] * 50), token_delay=0.05, stopped=[])
-    moa = MoAChatModel(proposers=[Tracked(answer="idea", stopped=[])], aggregator=aggregator)
+    aggregator = ScriptedChatModel(answer=" ".join(["word"] * 50), token_delay=0.05)
+    moa = MoAChatModel(proposers=[ScriptedChatModel(answer="idea")], aggregator=aggregator)
     gc.disable()  # the stop must come from closing the stream, not from garbage collection
     try:
         stream = moa.astream("Q")
@@ -232,7 +161,7 @@ async def test_abandoning_a_stream_stops_the_aggregator() -> None:
     finally:
         gc.enable()
     assert len(received) == 3
-    assert aggregator.stopped == ["closed"]
+    assert (aggregator.tally.cancelled, aggregator.tally.running) == (1, 0)
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 

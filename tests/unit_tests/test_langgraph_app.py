@@ -24,7 +24,7 @@ def test_the_default_configuration_is_the_local_preset() -> None:
     assert fields["proposers"] == ["local:qwen2.5-coder-0.5b"] * 3
     graph = make_graph({"configurable": {"__is_for_execution__": False}})
     proposers = [f"layer 1 #{i} qwen2.5-coder-0.5b" for i in (1, 2, 3)]
-    assert [n for n in graph.nodes if n.startswith("layer")] == [*proposers, "layer 1 done"]
+    assert [n for n in graph.nodes if n.startswith("layer")] == proposers
 
 
 def test_an_assistant_configuration_shapes_the_graph(monkeypatch: pytest.MonkeyPatch) -> None:
