@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import signal
 import sqlite3
@@ -9,6 +11,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+pytestmark = [pytest.mark.local_model, pytest.mark.slow]
 
 MOA = str(Path(sys.executable).with_name("moa"))
 ARGS = ["chat", "--preset", "local", "--reference-models", "local:qwen2.5-coder-0.5b", "--max-tokens", "16",

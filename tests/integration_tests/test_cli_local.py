@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import pty
 import select
@@ -10,6 +12,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+pytestmark = [pytest.mark.local_model, pytest.mark.slow]
 
 MOA = str(Path(sys.executable).with_name("moa"))
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.unit_tests.test_examples import run
+
+pytestmark = [pytest.mark.local_model, pytest.mark.slow]
 
 
 def test_quickstart_on_the_local_model() -> None:

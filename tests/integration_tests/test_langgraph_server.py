@@ -20,6 +20,8 @@ import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
+pytestmark = [pytest.mark.local_model, pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {"proposers": ["local:qwen2.5-coder-0.5b"] * 2, "max_tokens": 24, "temperature": 0}
 
@@ -89,16 +91,17 @@ def test_streaming_shows_proposer_progress_and_the_aggregators_tokens(client: Sy
         input={"messages": [{"role": "user", "content": "Name three colors."}]},
         stream_mode=["custom", "messages-tuple", "updates"],
     ):  # fmt: skip
-        if part.event == "custom" and part.data["event"] in {"proposer_start", "proposal"}:
-            progress.append((part.data["event"], part.data["node"]))
+        if part.event == "custom" and part.data["kind"] == "proposer_started":
+            progress.append(("proposer_started", part.data["node"]))
+        elif part.event == "custom" and part.data["kind"] == "proposal":
+            progress.append(("proposal", part.data["proposal"]["node"]))
         elif part.event == "messages" and part.data[1].get("langgraph_node") == "aggregator":
-            if part.data[0]["type"] == "AIMessageChunk":
-                tokens.append(part.data[0]["content"])
+            tokens.append(part.data[0]["content"])  # the README's hint: each token once, nothing more
         elif part.event == "updates" and "aggregator" in part.data:
             final = part.data["aggregator"]["messages"][-1]["content"]
     nodes = ["layer 1 #1 qwen2.5-coder-0.5b", "layer 1 #2 qwen2.5-coder-0.5b"]
     assert sorted(progress) == sorted(
-        [("proposer_start", n) for n in nodes] + [("proposal", n) for n in nodes]
+        [("proposer_started", n) for n in nodes] + [("proposal", n) for n in nodes]
     )
     assert len([t for t in tokens if t]) > 2  # token by token, not one block
     assert "".join(tokens) == final
@@ -113,9 +116,27 @@ def test_the_server_draws_the_graph(client: SyncLangGraphClient) -> None:
     assert {
         "layer 1 #1 qwen2.5-coder-0.5b",
         "layer 2 #2 qwen2.5-coder-0.5b",
-        "layer 2 done",
         "aggregator",
     } <= nodes
     edges = {(e["source"], e["target"]) for e in drawing["edges"]}
-    assert ("layer 1 done", "layer 2 #1 qwen2.5-coder-0.5b") in edges
-    assert ("layer 2 done", "aggregator") in edges
+    assert ("layer 1 #2 qwen2.5-coder-0.5b", "layer 2 #1 qwen2.5-coder-0.5b") in edges
+    assert ("layer 2 #2 qwen2.5-coder-0.5b", "aggregator") in edges
+
+
+def test_the_assistant_form_is_typed_from_the_moa_options(client: SyncLangGraphClient) -> None:
+    assistant = client.assistants.create("moa", config={"configurable": CONFIG})["assistant_id"]
+    schemas = client.assistants.get_schemas(assistant)
+    properties = schemas["context_schema"]["properties"]
+    assert {"preset", "proposers", "aggregator", "layers", "temperature", "max_tokens", "proposal_quorum"} <= set(properties)
+    assert "Token limit of every proposer and aggregator answer" in properties["max_tokens"]["description"]
+
+
+def test_a_bad_configuration_fails_the_run_with_the_value_named(client: SyncLangGraphClient) -> None:
+    assistant = client.assistants.create("moa", config={"configurable": {**CONFIG, "max_tokens": "lots"}})[
+        "assistant_id"
+    ]
+    thread = client.threads.create()["thread_id"]
+    run = client.runs.create(thread, assistant, input={"messages": [{"role": "user", "content": "hi"}]})
+    client.runs.join(thread, run["run_id"])
+    status = client.runs.get(thread, run["run_id"])["status"]
+    assert status == "error"

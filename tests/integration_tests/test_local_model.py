@@ -15,6 +15,8 @@ from langchain_moa.local import LOCAL_WEIGHTS, weights_path
 from langchain_moa.local.server import running_servers
 from langchain_moa.local.weights import _sha256
 
+pytestmark = [pytest.mark.local_model, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def moa() -> MoAChatModel:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
 
 
+@pytest.mark.slow
 def test_the_benchmark_script_runs_and_writes_its_tables(tmp_path: Path) -> None:
     report = tmp_path / "RESULTS.md"
     done = subprocess.run(
@@ -19,7 +22,7 @@ def test_the_benchmark_script_runs_and_writes_its_tables(tmp_path: Path) -> None
     )
     assert done.returncode == 0, done.stderr
     text = report.read_text()
-    for heading in ("Wall time", "Orchestration overhead", "Time to first streamed token", "Many concurrent requests",
+    for heading in ("The engine side by side", "Wall time", "Orchestration overhead", "Time to first streamed token", "Many concurrent requests",
                     "Tail latency"):  # fmt: skip
         assert f"## {heading}" in text
     assert text.count("| 2 | 2 |") == 1 and "| 3 | 2 |" in text  # one row per measured configuration

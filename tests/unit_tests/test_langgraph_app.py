@@ -19,7 +19,11 @@ def test_langgraph_json_names_the_factory() -> None:
     assert config["dependencies"] == ["."]
 
 
-def test_the_default_configuration_is_the_local_preset() -> None:
+def test_the_default_configuration_is_the_local_preset(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec  # the default needs the backend installed, not running
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "xllamacpp" else real(name))
     fields = configured_fields({})
     assert fields["proposers"] == ["local:qwen2.5-coder-0.5b"] * 3
     graph = make_graph({"configurable": {"__is_for_execution__": False}})

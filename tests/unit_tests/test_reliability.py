@@ -56,6 +56,7 @@ class Faults:
         return Delayed(0.01, reply)
 
 
+@pytest.mark.slow
 async def test_hundreds_of_faulty_calls_answer_or_raise_moa_error_with_every_cause() -> None:
     proposers = [Faults(PROPOSER_FAULTS, seed=i) for i in range(4)]
     aggregator = Faults(AGGREGATOR_FAULTS, seed=99, aggregator=True)
@@ -114,6 +115,7 @@ async def test_hundreds_of_faulty_calls_answer_or_raise_moa_error_with_every_cau
 # -- load -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_five_hundred_concurrent_calls_never_exceed_the_call_bound() -> None:
     tally = CallTally()
     moa = MoAChatModel(
