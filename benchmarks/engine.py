@@ -57,9 +57,13 @@ def bare_graph(proposers: Sequence[Any], aggregator: Any, layers: int, *, joins:
         names = [f"layer {layer} #{i}" for i in range(1, len(proposers) + 1)]
         for name, model in zip(names, proposers, strict=True):
 
-            async def propose(state: _State, model: Any = model, name: str = name, refs: list[str] = previous) -> dict[str, Any]:
+            async def propose(
+                state: _State, model: Any = model, name: str = name, refs: list[str] = previous
+            ) -> dict[str, Any]:
                 references = [state["proposals"][r] for r in refs]
-                answer = await model.ainvoke(inject_references(state["messages"], AGGREGATOR_PROMPT, references))
+                answer = await model.ainvoke(
+                    inject_references(state["messages"], AGGREGATOR_PROMPT, references)
+                )
                 return {"proposals": {name: answer.text}}
 
             graph.add_node(name, propose)

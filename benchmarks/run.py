@@ -34,7 +34,7 @@ from langchain_moa import AGGREGATOR_PROMPT, MoAChatModel
 from langchain_moa.prompts import inject_references
 
 sys.path.insert(0, str(Path(__file__).parent))
-import engine  # noqa: E402  (benchmarks/engine.py)
+import engine
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -301,7 +301,9 @@ async def measure(args: argparse.Namespace) -> str:
                 f"{' (this was a --quick run: too small to read anything from)' if quick else ''}.\n"]  # fmt: skip
     print("engine side by side ...")
     n, layers = 6, 3
-    instant = await engine.side_by_side(n, layers, 0.0, rounds=2 if quick else 10, per_round=2 if quick else 30)
+    instant = await engine.side_by_side(
+        n, layers, 0.0, rounds=2 if quick else 10, per_round=2 if quick else 30
+    )
     slow = await engine.side_by_side(n, layers, 0.1, rounds=1 if quick else 3, per_round=1 if quick else 4)
     path_ms = 100.0 * layers  # two proposer layers and the aggregator, 100 ms each
     bare = instant["bare graph, join nodes"]
@@ -377,8 +379,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a tiny run that only proves the script works")
     p.add_argument("--local", action="store_true", help="also measure the embedded local model")
-    p.add_argument("--output", type=Path, help="where to write the Markdown report (default: RESULTS.md; "
-                   "a --quick run prints it instead, never overwriting the published results)")
+    p.add_argument(
+        "--output",
+        type=Path,
+        help="where to write the Markdown report (default: RESULTS.md; "
+        "a --quick run prints it instead, never overwriting the published results)",
+    )
     args = p.parse_args()
     report = asyncio.run(measure(args))
     output = args.output or (None if args.quick else RESULTS)

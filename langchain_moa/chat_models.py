@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Self
 
 from langchain_core.callbacks import (
@@ -83,14 +83,16 @@ class MoAChatModel(MoAOptions, BaseChatModel):
     def _current_graph(self) -> MoAGraph:
         """The graph of the current field values, rebuilt when a field was changed since."""
         values = {name: getattr(self, name) for name in option_names()}
-        key = tuple(
-            id(v) if isinstance(v, BaseChatModel) else tuple(map(_by_id, v)) if k == "proposers" else v
-            for k, v in values.items()
-        ) + (hash(self.api_key.get_secret_value()) if self.api_key else None,)  # never the key itself
+        key = (
+            *(tuple(map(_by_id, v)) if k == "proposers" else _by_id(v) for k, v in values.items()),
+            hash(self.api_key.get_secret_value()) if self.api_key else None,  # never the key itself
+        )
         if key != self._graph_key:
             options = MoAOptions(**values)  # a field set after construction is checked like the rest
             proposers, aggregator = resolve_models(options, api_key=self.api_key)
-            resolved = options.model_copy(update={"proposers": proposers or options.proposers, "aggregator": aggregator})
+            resolved = options.model_copy(
+                update={"proposers": proposers or options.proposers, "aggregator": aggregator}
+            )
             # The graph runs inside this model's call: it must not write into a caller's checkpoints.
             self._graph = build_moa_graph(options=resolved, checkpointer=False)
             self._models = [*proposers, aggregator]
@@ -187,7 +189,7 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         observers = events.observers()
         answer: AIMessage | None = None
         with inner_context():
-            run = graph.astream(state, config, context=context, stream_mode="custom")  # type: ignore[arg-type]
+            run = graph.astream(state, config, context=context, stream_mode="custom")  # type: ignore[call-overload]
             try:
                 async for event in run:
                     for observer in observers:
@@ -198,7 +200,7 @@ class MoAChatModel(MoAOptions, BaseChatModel):
                             if inspect.isawaitable(reported):
                                 await reported
                         if on_token is not None:
-                            on_token(token.message)
+                            on_token(as_chunk(token.message))
                     elif isinstance(event, events.Answer):
                         answer = event.message
             finally:  # a cancelled call stops its graph run at once
@@ -300,8 +302,8 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         yield from sync_bridge.iterate(self.astream(input, config, stop=stop, **kwargs))
 
 
-def _by_id(model: BaseChatModel | str) -> object:
-    return id(model) if isinstance(model, BaseChatModel) else model
+def _by_id(value: Any) -> object:
+    return id(value) if isinstance(value, BaseChatModel) else value
 
 
 def _token(chunk: AIMessageChunk, message_id: str | None) -> ChatGenerationChunk | None:
@@ -314,7 +316,7 @@ def _token(chunk: AIMessageChunk, message_id: str | None) -> ChatGenerationChunk
     )
 
 
-async def _while_running(call: asyncio.Future[Any], chunks: asyncio.Queue[Any]) -> AsyncIterator[Any]:
+async def _while_running(call: asyncio.Future[Any], chunks: asyncio.Queue[Any]) -> AsyncGenerator[Any]:
     """The items put on ``chunks`` until ``call`` is done; leaving early cancels ``call``."""
     call.add_done_callback(lambda _: chunks.put_nowait(_DONE))
     try:
@@ -335,7 +337,10 @@ def _last_chunk(answer: BaseMessage, streamed: bool) -> AIMessageChunk:
     last = as_chunk(answer)
     if streamed:  # the text and tool calls were streamed already
         last = AIMessageChunk(
-            content="", id=last.id, usage_metadata=last.usage_metadata, response_metadata=last.response_metadata
+            content="",
+            id=last.id,
+            usage_metadata=last.usage_metadata,
+            response_metadata=last.response_metadata,
         )
     last.chunk_position = "last"
     return last
@@ -350,8 +355,8 @@ class _RunTokens(AsyncCallbackHandler):
         self.run_id = run_id
         self.chunks: asyncio.Queue[Any] = asyncio.Queue()
 
-    async def on_llm_new_token(
-        self, token: str, *, chunk: Any = None, run_id: uuid.UUID, **kwargs: Any
+    async def on_llm_new_token(  # type: ignore[override]
+        self, token: Any, *, chunk: Any = None, run_id: uuid.UUID, **kwargs: Any
     ) -> None:
         if run_id == self.run_id and isinstance(chunk, ChatGenerationChunk):
             self.chunks.put_nowait(as_chunk(chunk.message))

@@ -36,8 +36,10 @@ def _is_blank(message: BaseMessage) -> bool:
         return not message.content.strip() and not getattr(message, "tool_calls", None)
     # Content blocks: anything that is not text (an image, a file) is something to answer.
     return all(
-        isinstance(block, str) and not block.strip()
-        or isinstance(block, dict) and block.get("type") == "text" and not str(block.get("text", "")).strip()
+        (isinstance(block, str) and not block.strip())
+        or (
+            isinstance(block, dict) and block.get("type") == "text" and not str(block.get("text", "")).strip()
+        )
         for block in message.content
     ) and not getattr(message, "tool_calls", None)
 

@@ -64,7 +64,7 @@ class CallTally:
     """Calls that returned or raised."""
     cancelled: int = 0
     """Calls cancelled (or, streaming, closed) before they finished."""
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @contextlib.contextmanager
     def call(self) -> Iterator[None]:
@@ -270,5 +270,3 @@ class _Plan:
 
 def _with_stop(stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "stop": stop} if stop else kwargs
-
-

@@ -26,7 +26,13 @@ from langgraph.types import Checkpointer
 from pydantic import SecretStr
 
 from langchain_moa.models import resolve_chat_model
-from langchain_moa.nodes import AGGREGATOR_NODE, AggregatorNode, NodeSettings, ProposerNode, proposer_node_name
+from langchain_moa.nodes import (
+    AGGREGATOR_NODE,
+    AggregatorNode,
+    NodeSettings,
+    ProposerNode,
+    proposer_node_name,
+)
 from langchain_moa.options import MoAOptions
 from langchain_moa.state import MoAContext, MoAState
 from langchain_moa.tail_latency import TailLatency
@@ -46,7 +52,9 @@ def resolve_models(
     options: MoAOptions, *, api_key: SecretStr | None = None
 ) -> tuple[list[BaseChatModel], BaseChatModel]:
     """The chat models the options name: the proposers (none when ``layers=1``) and the aggregator."""
-    proposers = [resolve_chat_model(p, api_key=api_key) for p in options.proposers] if options.layers > 1 else []
+    proposers = (
+        [resolve_chat_model(p, api_key=api_key) for p in options.proposers] if options.layers > 1 else []
+    )
     return proposers, resolve_chat_model(options.aggregator, api_key=api_key)
 
 
@@ -84,21 +92,7 @@ def build_moa_graph(
     if options is None:
         options = MoAOptions(proposers=list(proposers or []), aggregator=aggregator, **fields)
     proposer_models, aggregator_model = resolve_models(options, api_key=api_key)
-    settings = NodeSettings(
-        prompt=options.aggregator_prompt,
-        temperature=options.temperature,
-        max_tokens=options.max_tokens,
-        max_retries=options.max_retries,
-        min_proposals=options.min_proposals,
-        policy=TailLatency(
-            max_concurrency=options.max_concurrency,
-            proposer_timeout=options.proposer_limit,
-            aggregator_timeout=options.aggregator_limit,
-            proposal_quorum=options.proposal_quorum,
-            layer_deadline=options.layer_deadline,
-            min_proposals=options.min_proposals,
-        ),
-    )
+    settings = NodeSettings(options, TailLatency(options))
 
     graph = StateGraph(MoAState, context_schema=MoAContext, input_schema=MessagesState)
     previous: list[str] = []

@@ -35,7 +35,7 @@ __all__ = ["MoAConfiguration", "configured_fields", "make_graph"]
 
 def _served(name: str) -> tuple[Any, Any]:
     field = MoAOptions.model_fields[name]
-    annotation = list[str] if name == "proposers" else str if name == "aggregator" else field.annotation
+    annotation: Any = list[str] if name == "proposers" else str if name == "aggregator" else field.annotation
     return annotation | None, Field(default=None, description=field.description)
 
 
@@ -104,5 +104,5 @@ def make_graph(config: RunnableConfig) -> MoAGraph:
         fields = stand_ins(fields)
     graph = build_moa_graph(**fields)
     # Studio draws its assistant form from the graph's context schema: the typed configuration.
-    graph.context_schema = MoAConfiguration
+    graph.context_schema = MoAConfiguration  # type: ignore[assignment]
     return graph

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from langchain_moa.conversation import as_chunk, check_conversation, proposer_vi
 from langchain_moa.errors import AggregatorError, MoAError
 from langchain_moa.events import AggregatorStarted, Answer, ProposalReady, ProposerStarted, Token, emit
 from langchain_moa.models import model_label
+from langchain_moa.options import MoAOptions
 from langchain_moa.prompts import inject_references
 from langchain_moa.state import MoAContext, MoAState, Proposal
 from langchain_moa.tail_latency import ProposalCut, TailLatency
@@ -53,20 +54,16 @@ def proposer_node_name(layer: int, index: int, model: BaseChatModel) -> str:
 
 @dataclass(frozen=True)
 class NodeSettings:
-    """What every node of one graph shares."""
+    """What every node of one graph shares: the options and the tail-latency policy."""
 
-    prompt: str
-    temperature: float | None
-    max_tokens: int | None
-    max_retries: int | None
-    min_proposals: int
+    options: MoAOptions
     policy: TailLatency
 
     def call_kwargs(self, context: MoAContext) -> dict[str, Any]:
         """Sampling arguments of this run: the run context overrides the graph's defaults."""
         kwargs: dict[str, Any] = {}
-        temperature = context.temperature if context.temperature is not None else self.temperature
-        max_tokens = context.max_tokens if context.max_tokens is not None else self.max_tokens
+        temperature = context.temperature if context.temperature is not None else self.options.temperature
+        max_tokens = context.max_tokens if context.max_tokens is not None else self.options.max_tokens
         if temperature is not None:
             kwargs["temperature"] = temperature
         if max_tokens is not None:
@@ -74,7 +71,9 @@ class NodeSettings:
         return kwargs
 
 
-def _node(name: str, afunc: Callable[[MoAState, RunnableConfig], Awaitable[dict[str, Any]]]) -> RunnableCallable:
+def _node(
+    name: str, afunc: Callable[[MoAState, RunnableConfig], Coroutine[Any, Any, dict[str, Any]]]
+) -> RunnableCallable:
     """A graph node running ``afunc``; a sync graph run drives it on the background loop."""
 
     def func(state: MoAState, config: RunnableConfig) -> dict[str, Any]:
@@ -128,10 +127,8 @@ class ProposerNode:
         self.node = node
         self.label = model_label(model)
         self.model: ChatRunnable = model
-        if settings.max_retries:
-            self.model = model.with_retry(
-                stop_after_attempt=settings.max_retries + 1, wait_exponential_jitter=True
-            )
+        if retries := settings.options.max_retries:
+            self.model = model.with_retry(stop_after_attempt=retries + 1, wait_exponential_jitter=True)
         self.layer = layer
         self.index = index
         self.layer_size = layer_size
@@ -143,8 +140,12 @@ class ProposerNode:
 
     async def ainvoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
         settings = self.settings
-        references = _kept_references(state, self.layer - 1, self.references_from, settings.min_proposals)
-        messages = inject_references(proposer_view(state["messages"]), settings.prompt, references)
+        references = _kept_references(
+            state, self.layer - 1, self.references_from, settings.options.min_proposals
+        )
+        messages = inject_references(
+            proposer_view(state["messages"]), settings.options.aggregator_prompt, references
+        )
         kwargs = settings.call_kwargs(_run_context())
         started: float | None = None
 
@@ -224,9 +225,9 @@ class AggregatorNode:
     async def ainvoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
         settings = self.settings
         references = _kept_references(
-            state, len(self.layer_nodes), self.references_from, settings.min_proposals
+            state, len(self.layer_nodes), self.references_from, settings.options.min_proposals
         )
-        messages = inject_references(state["messages"], settings.prompt, references)
+        messages = inject_references(state["messages"], settings.options.aggregator_prompt, references)
         context = _run_context()
         kwargs = {**context.aggregator_kwargs, **settings.call_kwargs(context)}
         model: ChatRunnable = self.model
@@ -252,9 +253,7 @@ class AggregatorNode:
         emit(Answer(message=answer))
         return {"messages": [answer]}
 
-    def _answer(
-        self, state: MoAState, chunks: list[AIMessageChunk], latency: float, label: str
-    ) -> AIMessage:
+    def _answer(self, state: MoAState, chunks: list[AIMessageChunk], latency: float, label: str) -> AIMessage:
         merged = add_ai_message_chunks(*chunks) if len(chunks) > 1 else chunks[0]  # one merge, at the end
         message = message_chunk_to_message(merged)
         proposals = state.get("proposals") or {}
@@ -276,7 +275,9 @@ class AggregatorNode:
                 "model_name": f"moa/{label}",
                 "model_provider": "moa",
                 # Whether the answer ran out of tokens is the aggregator's to say.
-                **{k: v for k, v in merged.response_metadata.items() if k in ("finish_reason", "stop_reason")},
+                **{
+                    k: v for k, v in merged.response_metadata.items() if k in ("finish_reason", "stop_reason")
+                },
                 "moa": moa,
             },
         )

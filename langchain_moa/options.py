@@ -7,10 +7,10 @@ assistant configuration is checked by it. Invalid values fail at construction wi
 ``MoAConfigError`` naming the value and the fix, before any model is created or called.
 
 Example:
-    >>> MoAOptions(proposers=["openai:gpt-4o-mini"], aggregator="openai:gpt-4o", max_tokens=0)
+    >>> MoAOptions(proposers=["openai:gpt-4o-mini"], aggregator="openai:gpt-4o", temperature=-1)
     Traceback (most recent call last):
     ...
-    langchain_moa.errors.MoAConfigError: max_tokens must be an integer >= 1 or None (each model's own limit), got 0
+    langchain_moa.errors.MoAConfigError: temperature must be a number >= 0 or None (each model's own), got -1
 """
 
 from __future__ import annotations
@@ -20,8 +20,15 @@ from collections.abc import Callable
 from typing import Annotated, Any, Self
 
 from langchain_core.language_models import BaseChatModel
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
-from pydantic import model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.prompts import AGGREGATOR_PROMPT
@@ -130,10 +137,16 @@ class MoAOptions(BaseModel):
     def _check_together(self) -> Self:
         n = len(self.proposers)
         if self.layers > 1 and not n:
-            msg = "proposers is empty: give at least one model, e.g. proposers=['openai:gpt-4o-mini'] (or layers=1)"
+            msg = (
+                "proposers is empty: give at least one model, e.g. proposers=['openai:gpt-4o-mini'] "
+                "(or layers=1)"
+            )
             raise MoAConfigError(msg)
         if self.layers > 1 and self.min_proposals > n:
-            msg = f"min_proposals must be between 1 and the number of proposers ({n}), got {self.min_proposals!r}"
+            msg = (
+                f"min_proposals must be between 1 and the number of proposers ({n}), "
+                f"got {self.min_proposals!r}"
+            )
             raise MoAConfigError(msg)
         quorum = self.proposal_quorum
         if quorum is not None and self.layers > 1 and not self.min_proposals <= quorum <= n:

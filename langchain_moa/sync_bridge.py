@@ -60,7 +60,9 @@ def run(coroutine: Coroutine[Any, Any, _T], context: Context | None = None) -> _
 
     loop.call_soon_threadsafe(start)
     try:
-        return done.result()
+        while True:  # waits in slices, so that an interrupt is handled at once on every platform
+            with contextlib.suppress(TimeoutError):
+                return done.result(timeout=0.1)
     except BaseException:
         if not done.done():
             loop.call_soon_threadsafe(lambda: task.cancel() if task else None)

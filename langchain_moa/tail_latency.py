@@ -23,7 +23,10 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from langchain_moa.options import MoAOptions
 
 __all__ = ["CallLimit", "LayerRace", "ProposalCut", "TailLatency"]
 
@@ -133,23 +136,14 @@ class LayerRace:
 class TailLatency:
     """The one policy every node follows (see the module's documentation)."""
 
-    def __init__(
-        self,
-        *,
-        max_concurrency: int | None,
-        proposer_timeout: float | None,
-        aggregator_timeout: float | None,
-        proposal_quorum: int | None,
-        layer_deadline: float | None,
-        min_proposals: int,
-    ) -> None:
-        self.limit = CallLimit(max_concurrency)
-        self.proposer_timeout = proposer_timeout
-        self.aggregator_timeout = aggregator_timeout
-        self.quorum = proposal_quorum
-        self.deadline = layer_deadline
-        self.min_proposals = min_proposals
-        self.races = proposal_quorum is not None or layer_deadline is not None
+    def __init__(self, options: MoAOptions) -> None:
+        self.limit = CallLimit(options.max_concurrency)
+        self.proposer_timeout = options.proposer_limit
+        self.aggregator_timeout = options.aggregator_limit
+        self.quorum = options.proposal_quorum
+        self.deadline = options.layer_deadline
+        self.min_proposals = options.min_proposals
+        self.races = self.quorum is not None or self.deadline is not None
         """Whether the proposers of a layer race (a quorum or a deadline is set)."""
         self._races: dict[tuple[str, int], tuple[LayerRace, list[int]]] = {}
 

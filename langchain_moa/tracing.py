@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
@@ -63,7 +65,8 @@ def inner_context() -> Iterator[None]:
     across a ``yield``.
     """
     hooked = [var for var, *_ in _configure_hooks if isinstance(var.get(), UsageMetadataCallbackHandler)]
-    tokens = [(var, var.set(None)) for var in [var_child_runnable_config, *hooked]]
+    variables: list[ContextVar[Any]] = [var_child_runnable_config, *hooked]
+    tokens = [(var, var.set(None)) for var in variables]
     try:
         with events.unobserved() if events.observers() else contextlib.nullcontext():
             yield

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from rich.console import Console
@@ -83,7 +84,7 @@ async def _answer(
             return await moa.ainvoke(list(messages))  # type: ignore[return-value]
         async with _thread_graph(moa) as graph:
             state = await graph.ainvoke(
-                MessagesState(messages=list(messages)), _thread_config(thread), durability="sync"
+                {"messages": list(messages)}, _thread_config(thread), durability="sync"
             )
     return state["messages"][-1]  # type: ignore[no-any-return]
 
@@ -97,7 +98,7 @@ def threads_path() -> Path:
     return folder / "threads.sqlite"
 
 
-def _thread_config(thread: str) -> dict[str, Any]:
+def _thread_config(thread: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread}}
 
 
@@ -126,7 +127,9 @@ def chat(
     multi_turn: Annotated[bool, typer.Option(help="Keep the conversation's history.")] = True,
     thread: Annotated[
         str | None,
-        typer.Option(help="Keep the conversation in a named thread, resumed by the next `moa chat --thread`."),
+        typer.Option(
+            help="Keep the conversation in a named thread, resumed by the next `moa chat --thread`."
+        ),
     ] = None,
     show_proposals: ShowProposalsOpt = False,
     quiet: QuietOpt = False,

@@ -59,9 +59,7 @@ def _report_failures(output: Path) -> None:
     failed = failures_path(output)
     count = len(failed.read_text().splitlines()) if failed.exists() else 0
     if count:
-        plain(
-            consoles()[1], f"{count} items failed (see {failed}); rerun the same command to retry them"
-        )
+        plain(consoles()[1], f"{count} items failed (see {failed}); rerun the same command to retry them")
         raise typer.Exit(1)
 
 
@@ -139,9 +137,7 @@ def mt_bench(
         )
         scores = judge.mt_bench_scores(judgments)
         title = f"MT-Bench ({name}, judged by {judge_model})"
-        print_table(
-            consoles()[0], ["", "score"], [[k, f"{v:.2f}"] for k, v in scores.items()], title
-        )
+        print_table(consoles()[0], ["", "score"], [[k, f"{v:.2f}"] for k, v in scores.items()], title)
         _report_failures(judgments_path)
 
 

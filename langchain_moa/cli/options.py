@@ -26,7 +26,9 @@ __all__ = ["ModelChoice", "model_options"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-_DEFAULT_NOTICE = "No TOGETHER_API_KEY set: using the local preset (Self-MoA on an embedded 0.5B model, offline)."
+_DEFAULT_NOTICE = (
+    "No TOGETHER_API_KEY set: using the local preset (Self-MoA on an embedded 0.5B model, offline)."
+)
 
 
 @dataclass
@@ -36,7 +38,8 @@ class ModelChoice:
     preset: Annotated[
         str | None,
         typer.Option(
-            help="Named configuration (see `moa presets`). Default: together with TOGETHER_API_KEY, else local."
+            help="Named configuration (see `moa presets`). "
+            "Default: together with TOGETHER_API_KEY, else local."
         ),
     ] = None
     aggregator: Annotated[
@@ -44,7 +47,9 @@ class ModelChoice:
     ] = None
     reference_models: Annotated[
         str | None,
-        typer.Option("--reference-models", help="Proposer models, comma separated (provider:model or Together names)."),
+        typer.Option(
+            "--reference-models", help="Proposer models, comma separated (provider:model or Together names)."
+        ),
     ] = None
     temperature: Annotated[float | None, typer.Option(help=describe("temperature"))] = None
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", help=describe("max_tokens"))] = None
@@ -70,7 +75,9 @@ class ModelChoice:
             typer.BadParameter: a value ``MoAOptions`` refuses (the message names the flag too).
         """
         if self.rounds is not None and self.layers is not None and self.layers != self.rounds + 1:
-            msg = f"--rounds {self.rounds} and --layers {self.layers} disagree (layers = rounds + 1); give one"
+            msg = (
+                f"--rounds {self.rounds} and --layers {self.layers} disagree (layers = rounds + 1); give one"
+            )
             raise typer.BadParameter(msg)
         if self.rounds is not None and self.rounds < 0:
             raise typer.BadParameter(f"--rounds must be >= 0, got {self.rounds}")
@@ -114,7 +121,9 @@ def model_options(command: _F | None = None, *, exclude: tuple[str, ...] = ()) -
     taken = [f for f in _SHARED if f.name not in exclude]
     shared_hints = typing.get_type_hints(ModelChoice, include_extras=True)
     keyword = inspect.Parameter.KEYWORD_ONLY
-    shared = [inspect.Parameter(f.name, keyword, default=f.default, annotation=shared_hints[f.name]) for f in taken]
+    shared = [
+        inspect.Parameter(f.name, keyword, default=f.default, annotation=shared_hints[f.name]) for f in taken
+    ]
 
     @functools.wraps(command)
     def run(**values: Any) -> Any:

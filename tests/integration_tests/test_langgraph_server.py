@@ -127,7 +127,15 @@ def test_the_assistant_form_is_typed_from_the_moa_options(client: SyncLangGraphC
     assistant = client.assistants.create("moa", config={"configurable": CONFIG})["assistant_id"]
     schemas = client.assistants.get_schemas(assistant)
     properties = schemas["context_schema"]["properties"]
-    assert {"preset", "proposers", "aggregator", "layers", "temperature", "max_tokens", "proposal_quorum"} <= set(properties)
+    assert {
+        "preset",
+        "proposers",
+        "aggregator",
+        "layers",
+        "temperature",
+        "max_tokens",
+        "proposal_quorum",
+    } <= set(properties)
     assert "Token limit of every proposer and aggregator answer" in properties["max_tokens"]["description"]
 
 

@@ -9,8 +9,8 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from langchain_moa import AGGREGATOR_PROMPT, MoAChatModel
-from langchain_moa.fakes import ScriptedChatModel
 from langchain_moa.conversation import proposer_view
+from langchain_moa.fakes import ScriptedChatModel
 from langchain_moa.prompts import inject_references, references_block
 
 # sha256 of shared/reference/moa-aggregator-prompt.txt (the paper's prompt, no trailing newline).

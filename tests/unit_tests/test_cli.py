@@ -146,7 +146,10 @@ def test_presets_lists_every_preset(models: Models) -> None:
     ("args", "message"),
     [
         (["Q", "--preset", "lokal"], "moa: error: unknown preset 'lokal' — did you mean 'local'?"),
-        (["Q", "--layers", "1", "--aggregator", "togther:Qwen/Qwen2.5-72B-Instruct-Turbo"], "did you mean 'together'?"),
+        (
+            ["Q", "--layers", "1", "--aggregator", "togther:Qwen/Qwen2.5-72B-Instruct-Turbo"],
+            "did you mean 'together'?",
+        ),
         (
             ["Q", "--reference-models", "broken"],
             "moa: error: layer 1 kept 0 of 1 proposals, fewer than min_proposals=1. "

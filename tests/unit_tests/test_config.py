@@ -55,7 +55,10 @@ def _fields(**overrides: Any) -> dict[str, Any]:
         ({"layers": -2}, "got -2"),
         ({"min_proposals": 3}, "min_proposals must be between 1 and the number of proposers (2), got 3"),
         ({"min_proposals": 0}, "got 0"),
-        ({"proposer_timeout": 0}, "proposer_timeout must be a positive number of seconds or None (no limit), got 0"),
+        (
+            {"proposer_timeout": 0},
+            "proposer_timeout must be a positive number of seconds or None (no limit), got 0",
+        ),
         ({"max_concurrency": 0}, "max_concurrency must be an integer >= 1 or None (no bound), got 0"),
         ({"max_retries": -1}, "max_retries must be an integer >= 0 or None"),
         (

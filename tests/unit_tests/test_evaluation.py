@@ -85,7 +85,9 @@ def test_an_interrupted_run_resumes_with_every_item_exactly_once(tmp_path: Path)
     questions = [{"question_id": i, "category": "writing", "turns": [f"q{i}"]} for i in range(6)]
     output = tmp_path / "answers.jsonl"
     dying = MoAChatModel(
-        proposers=[ScriptedChatModel(respond=lambda m, _: KeyboardInterrupt() if m[-1].text == "q3" else "idea")],
+        proposers=[
+            ScriptedChatModel(respond=lambda m, _: KeyboardInterrupt() if m[-1].text == "q3" else "idea")
+        ],
         aggregator=ScriptedChatModel(respond=echo),
     )
     with pytest.raises(KeyboardInterrupt):

@@ -23,7 +23,9 @@ def test_the_default_configuration_is_the_local_preset(monkeypatch: pytest.Monke
     import importlib.util
 
     real = importlib.util.find_spec  # the default needs the backend installed, not running
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "xllamacpp" else real(name))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: object() if name == "xllamacpp" else real(name)
+    )
     fields = configured_fields({})
     assert fields["proposers"] == ["local:qwen2.5-coder-0.5b"] * 3
     graph = make_graph({"configurable": {"__is_for_execution__": False}})

@@ -19,7 +19,11 @@ from langchain_moa.presets import preset_fields
         ("temperature", -1, "temperature must be a number >= 0 or None (each model's own), got -1"),
         ("max_tokens", 0, "max_tokens must be an integer >= 1 or None (each model's own limit), got 0"),
         ("max_tokens", 2.5, "max_tokens must be an integer >= 1 or None (each model's own limit), got 2.5"),
-        ("max_tokens", "lots", "max_tokens must be an integer >= 1 or None (each model's own limit), got 'lots'"),
+        (
+            "max_tokens",
+            "lots",
+            "max_tokens must be an integer >= 1 or None (each model's own limit), got 'lots'",
+        ),
         ("layers", True, "layers must be an integer >= 1"),
         ("aggregator_prompt", "  ", "aggregator_prompt must be a non-empty string, got '  '"),
         ("temprature", 0.5, "unknown option 'temprature' (options: proposers, aggregator, layers"),

@@ -167,6 +167,20 @@ async def test_abandoning_a_stream_stops_the_aggregator() -> None:
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
+async def test_breaking_out_of_astream_is_silent(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    aggregator = ScriptedChatModel(answer=" ".join(["word"] * 20), token_delay=0.01)
+    moa = MoAChatModel(proposers=[ScriptedChatModel(answer="idea")], aggregator=aggregator)
+    for _ in range(5):
+        async for _chunk in moa.astream("Q"):
+            break  # abandoned after the first chunk
+    gc.collect()
+    await asyncio.sleep(0.1)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or "never retrieved" in r.getMessage()]
+    assert errors == []
+    assert aggregator.tally.running == 0 and aggregator.tally.cancelled == 5
+
+
 # -- untrusted proposals --------------------------------------------------------------------------
 
 

@@ -12,8 +12,12 @@ from langchain_moa import AggregatorError, MoAChatModel
 from langchain_moa.fakes import CallTally, ScriptedChatModel
 
 
-def _moa(sleeps: list[float], **fields: Any) -> tuple[MoAChatModel, list[ScriptedChatModel], ScriptedChatModel]:
-    proposers = [ScriptedChatModel(answer=f"answer {i}", model_name=f"p{i}", sleep=s) for i, s in enumerate(sleeps)]
+def _moa(
+    sleeps: list[float], **fields: Any
+) -> tuple[MoAChatModel, list[ScriptedChatModel], ScriptedChatModel]:
+    proposers = [
+        ScriptedChatModel(answer=f"answer {i}", model_name=f"p{i}", sleep=s) for i, s in enumerate(sleeps)
+    ]
     aggregator = ScriptedChatModel(answer="final")
     return MoAChatModel(proposers=proposers, aggregator=aggregator, **fields), proposers, aggregator
 
@@ -84,7 +88,10 @@ def test_without_quorum_or_deadline_every_proposal_is_awaited() -> None:
             "proposal_quorum must be between min_proposals (1) and the number of proposers (3), got 4",
         ),
         ({"proposal_quorum": 1, "min_proposals": 2}, "got 1"),
-        ({"layer_deadline": 0}, "layer_deadline must be a positive number of seconds or None (no limit), got 0"),
+        (
+            {"layer_deadline": 0},
+            "layer_deadline must be a positive number of seconds or None (no limit), got 0",
+        ),
     ],
 )
 def test_bad_quorum_and_deadline_values(fields: dict[str, Any], message: str) -> None:

@@ -1,0 +1,68 @@
+"""Sync calls drive the async core on one background loop: same results, real cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import signal
+import threading
+
+import pytest
+
+from langchain_moa import sync_bridge
+
+_name: contextvars.ContextVar[str] = contextvars.ContextVar("name", default="unset")
+
+
+def test_a_coroutine_runs_on_the_background_loop_in_the_callers_context() -> None:
+    async def where() -> tuple[str, str]:
+        return threading.current_thread().name, _name.get()
+
+    token = _name.set("caller")
+    try:
+        assert sync_bridge.run(where()) == ("langchain-moa", "caller")
+    finally:
+        _name.reset(token)
+
+
+def test_an_interrupt_cancels_the_running_coroutine() -> None:
+    stopped = threading.Event()
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()  # Ctrl-C
+    with pytest.raises(KeyboardInterrupt):
+        sync_bridge.run(forever())
+    assert stopped.wait(5)
+
+
+def test_iterate_yields_in_order_and_closing_it_closes_the_async_generator() -> None:
+    closed = threading.Event()
+
+    async def numbers() -> object:
+        try:
+            for i in range(100):
+                yield i
+        finally:
+            closed.set()
+
+    items = sync_bridge.iterate(numbers())  # type: ignore[arg-type]
+    assert [next(items) for _ in range(3)] == [0, 1, 2]
+    items.close()  # type: ignore[attr-defined]
+    assert closed.wait(5)
+
+
+def test_a_sync_call_made_on_the_loop_thread_itself_still_answers() -> None:
+    async def inner() -> str:
+        return "inner"
+
+    async def outer() -> str:
+        return sync_bridge.run(inner())  # e.g. a sync callback handler calling a sync API
+
+    assert sync_bridge.run(outer()) == "inner"
