@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -280,6 +281,31 @@ def local_speed(max_tokens: int) -> list[list[str]]:
             ["local MoA call (3 samples + aggregation)", str(moa_tokens), f"{moa_s:.1f}", f"{moa_tokens / moa_s:.1f}"]]  # fmt: skip
 
 
+# -- 7. start-up time of the command -----------------------------------------------------------
+
+
+def startup(repeats: int) -> list[list[str]]:
+    """Median wall time of commands that call no model, next to a bare Python start."""
+    moa = str(Path(sys.executable).with_name("moa"))
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "moa --version": [moa, "--version"],
+        "moa --help": [moa, "--help"],
+        "moa presets": [moa, "presets"],
+        "moa graph --preset together": [moa, "graph", "--preset", "together"],
+    }
+    rows = []
+    for name, command in commands.items():
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            subprocess.run(command, capture_output=True, check=True)
+            times.append(time.perf_counter() - started)
+        rows.append([f"`{name}`", f"{statistics.median(times) * 1000:.0f}"])
+        print(f"  start-up: {name}: {statistics.median(times) * 1000:.0f} ms")
+    return rows
+
+
 # -- the report ---------------------------------------------------------------------------------
 
 
@@ -365,6 +391,11 @@ async def measure(args: argparse.Namespace) -> str:
                     "(median 100 ms), one Pareto (alpha 1.2, from 100 ms); aggregator 100 ms. `proposal_quorum=3` "
                     "aggregates the first three answers and cancels the fourth.\n\n"
                     + table(["wait for", "p50 ms", "p95 ms", "max ms"], rows))  # fmt: skip
+    print("start-up ...")
+    rows = startup(1 if quick else 10)
+    sections.append("## Start-up time of the command\n\nMedian wall time of commands that call no model "
+                    "(the engine is imported only when a command needs it), next to a bare Python start. "
+                    "Target: well under a second.\n\n" + table(["command", "median ms"], rows))  # fmt: skip
     if args.local:
         print("local backend ...")
         rows = local_speed(32 if quick else 200)

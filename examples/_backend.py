@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,12 +37,32 @@ def parser(description: str | None) -> argparse.ArgumentParser:
     return p
 
 
-def backend(args: argparse.Namespace) -> str:
+def backend(args: argparse.Namespace, *, calls_tools: bool = False) -> str:
+    """The backend to run: ``fake``, ``local`` or ``together``; says so on stderr when it is scripted.
+
+    ``calls_tools``: the example needs a model that calls tools, which the 0.5B local model does not
+    do reliably. Asked for ``--local`` explicitly, it refuses with that reason; by default (no key)
+    it runs the scripted models and says so.
+    """
     if args.fake:
-        return "fake"
-    if args.local or not os.environ.get("TOGETHER_API_KEY"):
-        return "local"
-    return "together"
+        kind = "fake"
+    elif not args.local and os.environ.get("TOGETHER_API_KEY"):
+        kind = "together"
+    elif calls_tools and args.local:
+        sys.exit(
+            f"{sys.argv[0]}: error: the embedded 0.5B model does not call tools reliably, so --local would "
+            "not show this example working; run it with --fake (scripted models) or set TOGETHER_API_KEY"
+        )
+    elif calls_tools:
+        print("No TOGETHER_API_KEY and the 0.5B local model does not call tools reliably:", file=sys.stderr)
+        kind = "fake"
+    else:
+        kind = "local"
+    if kind == "fake":
+        print(
+            "Running on scripted models (--fake): this shows the wiring, not real answers.", file=sys.stderr
+        )
+    return kind
 
 
 def models(
@@ -51,8 +72,8 @@ def models(
     fake_proposer: Callable[[int], Reply | Callable[..., Reply]] | None = None,
     fake_aggregator: Reply | Callable[..., Reply] | None = None,
 ) -> dict[str, Any]:
-    """``MoAChatModel`` fields for ``n`` proposers and an aggregator on the chosen backend."""
-    kind = backend(args)
+    """``MoAChatModel`` fields for ``n`` proposers and an aggregator on ``args.backend``."""
+    kind = getattr(args, "backend", None) or backend(args)
     fields: dict[str, Any] = {"max_tokens": args.max_tokens}
     if kind == "together":
         proposers: Sequence[BaseChatModel | str] = (TOGETHER_PROPOSERS * n)[:n]

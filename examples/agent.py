@@ -65,7 +65,7 @@ def scripted_aggregator(messages, kwargs):  # what a capable model does with the
 def main() -> None:
     p = parser(__doc__)
     args = p.parse_args()
-    args.fake = args.fake or backend(args) == "local"
+    args.backend = backend(args, calls_tools=True)
     moa = MoAChatModel(**models(args, n=3, fake_aggregator=scripted_aggregator))
     agent = create_agent(moa, [city_population, calculate])
     result = agent.invoke({"messages": [("user", QUESTION)]})

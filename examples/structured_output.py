@@ -31,7 +31,7 @@ def scripted_aggregator(messages, kwargs):  # fills the schema it is given, as a
 
 def main() -> None:
     args = parser(__doc__).parse_args()
-    args.fake = args.fake or backend(args) == "local"
+    args.backend = backend(args, calls_tools=True)
     moa = MoAChatModel(**models(args, n=3, fake_aggregator=scripted_aggregator))
     movie = moa.with_structured_output(Movie).invoke(
         "Which film won the 2003 Academy Award for Animated Feature?"

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from langchain_moa.errors import MoAConfigError
 
-__all__ = ["DEFAULT_PROVIDER", "model_label", "resolve_chat_model", "split_model_string"]
+__all__ = ["DEFAULT_PROVIDER", "PROVIDER_KEYS", "model_label", "resolve_chat_model", "split_model_string"]
 
 DEFAULT_PROVIDER = "together"
 """Provider of bare model names (the paper's code calls Together)."""
@@ -26,6 +26,26 @@ LOCAL_PROVIDER = "local"
 """``"local:<model or .gguf path>"``: the embedded llama.cpp backend (extra ``[local]``)."""
 
 _TOGETHER_KEY_VAR = "TOGETHER_API_KEY"
+
+PROVIDER_KEYS = {
+    "anthropic": "ANTHROPIC_API_KEY",
+    "azure_openai": "AZURE_OPENAI_API_KEY",
+    "cohere": "COHERE_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "fireworks": "FIREWORKS_API_KEY",
+    "google_genai": "GOOGLE_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "huggingface": "HUGGINGFACEHUB_API_TOKEN",
+    "mistralai": "MISTRAL_API_KEY",
+    "nvidia": "NVIDIA_API_KEY",
+    "openai": "OPENAI_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "perplexity": "PPLX_API_KEY",
+    "together": _TOGETHER_KEY_VAR,
+    "upstage": "UPSTAGE_API_KEY",
+    "xai": "XAI_API_KEY",
+}
+"""The environment variable each key-based provider's LangChain integration reads its key from."""
 
 
 def _known_providers() -> list[str]:
@@ -88,12 +108,22 @@ def resolve_chat_model(spec: BaseChatModel | str, *, api_key: SecretStr | None =
             raise MoAConfigError(msg)
         # Together reports token usage while streaming only when asked to.
         kwargs = {"api_key": key, "stream_usage": True}
+    elif (variable := PROVIDER_KEYS.get(provider)) and not os.environ.get(variable):
+        msg = (
+            f"no API key for {provider} model {model!r}: set {variable} "
+            "(or use a local preset, which needs no key)"
+        )
+        raise MoAConfigError(msg)
     from langchain.chat_models import init_chat_model
 
     try:
         return init_chat_model(model, model_provider=provider, **kwargs)
     except ImportError as e:
         msg = f"model {spec!r} needs a package that is not installed: {e}"
+        raise MoAConfigError(msg) from e
+    except Exception as e:  # the provider's own complaint (credentials, region, ...), on one line
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        msg = f"model {spec!r} could not be created: {type(e).__name__}: {first_line}"
         raise MoAConfigError(msg) from e
 
 

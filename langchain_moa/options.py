@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
-from langchain_core.language_models import BaseChatModel
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -36,11 +35,12 @@ from langchain_moa.prompts import AGGREGATOR_PROMPT
 __all__ = ["MoAOptions", "describe", "option_names"]
 
 
-def _rule(accepts: Callable[[Any], bool], expected: str) -> BeforeValidator:
+def _rule(accepts: Callable[[Any], bool], expected: str, *, none: bool = True) -> BeforeValidator:
     """A check run on the raw value: ``<field> must be <expected>, got <value>`` when it fails."""
 
     def check(value: Any, info: ValidationInfo) -> Any:
-        if value is not None and not accepts(value):  # None: the field's type says if it is allowed
+        # None: the field's type says whether it is allowed (unless ``none`` is False).
+        if (value is not None or not none) and not accepts(value):
             raise MoAConfigError(f"{info.field_name} must be {expected}, got {value!r}")
         return value
 
@@ -53,6 +53,23 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_chat_model_or_string(value: Any) -> bool:
+    from langchain_core.language_models import BaseChatModel  # not at import: `moa --help` starts fast
+
+    return isinstance(value, str | BaseChatModel)
+
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    ChatModel = BaseChatModel | str
+else:
+    ChatModel = Annotated[
+        Any,
+        _rule(_is_chat_model_or_string, "a LangChain chat model or a 'provider:model' string", none=False),
+    ]
 
 
 Seconds = Annotated[
@@ -72,11 +89,11 @@ class MoAOptions(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, use_attribute_docstrings=True, extra="forbid")
 
-    proposers: Annotated[list[BaseChatModel | str], _rule(lambda v: isinstance(v, list | tuple), "a list")]
+    proposers: Annotated[list[ChatModel], _rule(lambda v: isinstance(v, list | tuple), "a list")]
     """Proposer models: chat models, ``"provider:model"`` strings (as ``init_chat_model`` takes them)
     or bare Together model names (e.g. ``"Qwen/Qwen2.5-72B-Instruct-Turbo"``). Each proposer layer
     asks all of them; repeat one model to sample it several times (Self-MoA)."""
-    aggregator: BaseChatModel | str
+    aggregator: ChatModel
     """The model that synthesises the last layer's answers into the reply (string or instance)."""
     layers: Annotated[
         int,
@@ -196,7 +213,7 @@ def describe(name: str) -> str:
     return re.split(r"(?<!e\.g)\. ", description)[0].rstrip(".") + "."
 
 
-def _identity(model: BaseChatModel | str) -> str:
+def _identity(model: Any) -> str:
     if isinstance(model, str):
         return model
     return f"{model._llm_type}:{sorted(model._identifying_params.items())}"

@@ -69,7 +69,7 @@ PRESETS: dict[str, Preset] = {
             aggregator=_LOCAL_15B,
             layers=2,
             max_tokens=384,
-            needs='pip install "langchain-moa[local-1.5b]"',
+            needs='pip install "langchain-moa[local-1-5b]"',
         ),
         Preset(
             name="together",

@@ -9,7 +9,7 @@ moa eval ...                            the paper's benchmarks and exact-match c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -25,21 +25,58 @@ __all__ = ["app", "main"]
 
 
 class _AskByDefault(TyperGroup):
-    """``moa "question"`` means ``moa ask "question"``."""
+    """``moa [options] "question" [options]`` means ``moa ask ...``: asking is the main use."""
 
-    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args.insert(0, "ask")
-        return super().resolve_command(ctx, args)
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        own = {"--help", "-h", "--version"}
+        if args and not any(a in self.commands for a in args) and not (set(args) & own and len(args) == 1):
+            args = ["ask", *args]
+        return super().parse_args(ctx, args)
+
+
+_HELP = """Mixture-of-Agents from the command line.
+
+\b
+  moa "Why is the sky blue?"                  answer once (local models when no TOGETHER_API_KEY)
+  moa --json --max-tokens 96 "Why is it?"     options go before or after the question
+  moa "Why?" --preset together --show-proposals
+  moa chat                                    chat; Ctrl-C cancels an answer, Ctrl-D leaves
+  moa presets | moa graph | moa eval ...      named configurations, the drawing, the benchmarks
+
+\b
+Options of asking (all of them: moa ask --help):
+  --preset NAME  --reference-models A,B  --aggregator M  --layers N  --temperature T
+  --max-tokens N  --num-proc N  --show-proposals  --json  --quiet
+"""
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        plain(consoles()[0], f"moa (langchain-moa) {version('langchain-moa')}")
+        raise typer.Exit()
 
 
 app = typer.Typer(
     cls=_AskByDefault,
-    help='Mixture-of-Agents from the command line. Run `moa "your question"` to get an answer.',
+    help=_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_version)
+    ] = False,
+) -> None:
+    """Mixture-of-Agents from the command line."""
+
+
 app.command()(ask)
 app.command()(chat)
 app.add_typer(eval_app, name="eval")

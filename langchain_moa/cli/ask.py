@@ -11,20 +11,21 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
-from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, MessagesState, StateGraph
-from langgraph.graph.state import CompiledStateGraph
-from rich.console import Console
 
-from langchain_moa.chat_models import MoAChatModel
 from langchain_moa.cli.options import ModelChoice, model_options
 from langchain_moa.cli.output import View, as_json, consoles, fail, plain
 from langchain_moa.errors import MoAError
-from langchain_moa.events import observe
+
+if TYPE_CHECKING:  # imported when a command runs: `moa --help` and `moa presets` start fast
+    from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.graph.state import CompiledStateGraph
+    from rich.console import Console
+
+    from langchain_moa.chat_models import MoAChatModel
 
 __all__ = ["ask", "build_model", "chat", "threads_path"]
 
@@ -32,11 +33,13 @@ ShowProposalsOpt = Annotated[bool, typer.Option("--show-proposals", help="Print 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print just the answer.")]
 
 
-def build_model(choice: ModelChoice, err: Console, **overrides: Any) -> MoAChatModel:
+def build_model(choice: ModelChoice, err: Console, *, quiet: bool = False, **overrides: Any) -> MoAChatModel:
     """The configured MoA; a bad option or model is one line on stderr and a non-zero exit."""
+    from langchain_moa.chat_models import MoAChatModel
+
     try:
         fields = choice.model_fields()
-        for notice in choice.notices:
+        for notice in [] if quiet else choice.notices():
             plain(err, notice)
         return MoAChatModel(**{**fields, **overrides})
     except typer.BadParameter as error:
@@ -55,9 +58,15 @@ def ask(
     ] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Answer one question and exit (also `moa "question"`)."""
+    """Answer one question and exit (also `moa "question"`; options go before or after it)."""
     out, err = consoles()
-    moa = build_model(choice, err)
+    if not question.strip():
+        raise fail(
+            err, ValueError('the question is empty: ask something, e.g. moa "Why is the sky blue?"'), code=2
+        )
+    moa = build_model(choice, err, quiet=quiet or as_json_output)
+    from langchain_core.messages import HumanMessage
+
     live = out.is_terminal and not as_json_output
     view = View(out, live=live, quiet=quiet or as_json_output, show_proposals=show_proposals)
     try:
@@ -72,6 +81,13 @@ def ask(
         plain(out, as_json(message))
     else:
         view.finish(message)
+    note_if_cut(message, err)
+
+
+def note_if_cut(message: AIMessage, err: Console) -> None:
+    """Say so when the aggregator ran out of tokens: the answer ends mid-sentence for a reason."""
+    if message.response_metadata.get("finish_reason") == "length":
+        plain(err, "(the answer was cut at the token limit: raise --max-tokens to read all of it)")
 
 
 async def _answer(
@@ -79,6 +95,8 @@ async def _answer(
 ) -> AIMessage:
     """Answer the conversation, ``view`` watching; with a ``thread``, ``messages`` is the new turn
     and the thread's stored history comes first (every step is on disk before the next starts)."""
+    from langchain_moa.events import observe
+
     with observe(view):
         if thread is None:
             return await moa.ainvoke(list(messages))  # type: ignore[return-value]
@@ -106,6 +124,7 @@ def _thread_config(thread: str) -> RunnableConfig:
 async def _thread_graph(moa: MoAChatModel) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
     """A one-node chat graph around ``moa`` whose threads live in LangGraph's SQLite checkpointer."""
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    from langgraph.graph import END, START, MessagesState, StateGraph
 
     async def reply(state: MessagesState) -> dict[str, Any]:
         return {"messages": [await moa.ainvoke(state["messages"])]}
@@ -138,7 +157,9 @@ def chat(
     out, err = consoles()
     if thread is not None and not multi_turn:
         raise fail(err, ValueError("--thread keeps the history; drop --no-multi-turn"), code=2)
-    moa = build_model(choice, err)
+    moa = build_model(choice, err, quiet=quiet)
+    from langchain_core.messages import AIMessage, HumanMessage
+
     history: list[BaseMessage] = []
     if thread is not None:
         earlier = asyncio.run(_thread_messages(moa, thread))
@@ -167,5 +188,6 @@ def chat(
             plain(err, f"moa: error: {error}")
             continue
         view.finish(message)
+        note_if_cut(message, err)
         if multi_turn and not thread:
             history = [*turn, AIMessage(message.text)]

@@ -8,18 +8,17 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from langchain_moa.chat_models import MoAChatModel
 from langchain_moa.cli.ask import build_model
 from langchain_moa.cli.options import ModelChoice, model_options
 from langchain_moa.cli.output import consoles, fail, plain, print_table
 from langchain_moa.errors import MoAError
-from langchain_moa.evaluation import data, exact, generate, judge
-from langchain_moa.evaluation.runner import failures_path
-from langchain_moa.models import resolve_chat_model
+
+if TYPE_CHECKING:  # the evaluation code is imported when a command runs
+    from langchain_moa.chat_models import MoAChatModel
 
 __all__ = ["eval_app"]
 
@@ -40,7 +39,7 @@ def _moa(choice: ModelChoice, *, self_moa: bool = False) -> tuple[MoAChatModel, 
     if self_moa:
         first = moa.proposers[0]
         moa = build_model(choice, err, proposers=[first] * len(moa.proposers), aggregator=first)
-    return moa, f"moa-{choice.preset_name()}"
+    return moa, choice.configuration_name()
 
 
 def _guard(call: Callable[..., Any], *args: Any) -> Any:
@@ -56,6 +55,8 @@ def _run(coroutine: Any) -> Any:
 
 
 def _report_failures(output: Path) -> None:
+    from langchain_moa.evaluation.runner import failures_path
+
     failed = failures_path(output)
     count = len(failed.read_text().splitlines()) if failed.exists() else 0
     if count:
@@ -78,6 +79,8 @@ def alpaca_eval(
     ] = False,
 ) -> None:
     """Write AlpacaEval 2's model outputs (a JSON array), then optionally score them."""
+    from langchain_moa.evaluation import data, generate
+
     moa, name = _moa(choice)
     rows = _run(
         generate.generate_alpaca_eval(
@@ -118,6 +121,9 @@ def mt_bench(
     ] = None,
 ) -> None:
     """Answer MT-Bench's two-turn questions (FastChat's answer format); --judge grades them."""
+    from langchain_moa.evaluation import data, generate, judge
+    from langchain_moa.models import resolve_chat_model
+
     moa, name = _moa(choice)
     rows = _guard(data.load_mt_bench, questions)
     answers = _run(
@@ -151,6 +157,8 @@ def flask(
     quiet: QuietOpt = False,
 ) -> None:
     """Answer FLASK's questions: each row comes back with its text replaced by the answer."""
+    from langchain_moa.evaluation import data, generate
+
     moa, _ = _moa(choice)
     rows = _run(
         generate.generate_flask(
@@ -179,6 +187,8 @@ def exact_match(
     ] = None,
 ) -> None:
     """Score each proposer alone, their majority vote, MoA (and Self-MoA) on your questions."""
+    from langchain_moa.evaluation import data, exact
+
     moa, _ = _moa(choice)
     selfish = None
     if self_moa:

@@ -13,7 +13,7 @@ import inspect
 import os
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -27,7 +27,7 @@ __all__ = ["ModelChoice", "model_options"]
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 _DEFAULT_NOTICE = (
-    "No TOGETHER_API_KEY set: using the local preset (Self-MoA on an embedded 0.5B model, offline)."
+    "No TOGETHER_API_KEY set: {what} from the local preset (Self-MoA on an embedded 0.5B model, offline)."
 )
 
 
@@ -58,15 +58,28 @@ class ModelChoice:
     ] = None
     layers: Annotated[int | None, typer.Option(help=describe("layers"))] = None
     num_proc: Annotated[int | None, typer.Option("--num-proc", help=describe("max_concurrency"))] = None
-    notices: list[str] = field(default_factory=list)
 
     def preset_name(self) -> str:
+        """The preset given, else ``together`` with a Together key, else ``local``."""
         if self.preset:
             return self.preset
-        if os.environ.get("TOGETHER_API_KEY"):
-            return "together"
-        self.notices.append(_DEFAULT_NOTICE)
-        return "local"
+        return "together" if os.environ.get("TOGETHER_API_KEY") else "local"
+
+    def notices(self) -> list[str]:
+        """What the user should know about the choice made for them (the local default)."""
+        if self.preset or os.environ.get("TOGETHER_API_KEY"):
+            return []
+        given = {"proposers": self.reference_models, "aggregator": self.aggregator}
+        from_preset = [name for name, value in given.items() if not value]
+        # Said only when the local preset's models will really run.
+        what = " and ".join(f"the {name}" for name in from_preset) + (
+            " comes" if from_preset == ["aggregator"] else " come"
+        )
+        return [_DEFAULT_NOTICE.format(what=what)] if from_preset else []
+
+    def configuration_name(self) -> str:
+        """A name for what runs: the preset's, or ``moa-custom`` when both kinds of model were given."""
+        return "moa-custom" if self.reference_models and self.aggregator else f"moa-{self.preset_name()}"
 
     def model_fields(self) -> dict[str, Any]:
         """``MoAOptions`` fields: the preset's, overridden by every option given.
@@ -107,7 +120,7 @@ _FLAGS = {
     "layers": "--layers/--rounds",
     "max_concurrency": "--num-proc",
 }
-_SHARED = [f for f in fields(ModelChoice) if f.name != "notices"]
+_SHARED = list(fields(ModelChoice))
 
 
 def model_options(command: _F | None = None, *, exclude: tuple[str, ...] = ()) -> Any:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from langchain_core.messages import AIMessage
 from pydantic import ValidationError
 from rich.console import Console, Group
 from rich.live import Live
@@ -15,8 +14,11 @@ from rich.markdown import Markdown
 from rich.table import Table
 from rich.text import Text
 
-from langchain_moa.events import MoAEvent, ProposalReady, ProposerStarted, Token
-from langchain_moa.state import Proposal
+if TYPE_CHECKING:
+    from langchain_core.messages import AIMessage
+
+    from langchain_moa.events import MoAEvent
+    from langchain_moa.state import Proposal
 
 __all__ = ["View", "as_json", "consoles", "fail", "plain", "print_table"]
 
@@ -68,6 +70,8 @@ class View:
             self.live.__exit__(None, None, None)
 
     def __call__(self, event: MoAEvent) -> None:
+        from langchain_moa.events import ProposalReady, ProposerStarted, Token
+
         if isinstance(event, ProposerStarted):
             if event.layer != next(iter(self.rows.values()), {}).get("layer", event.layer):
                 self.rows.clear()  # a new layer: the table shows the current one

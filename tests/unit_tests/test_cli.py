@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from langchain_core.messages import AIMessage
 from typer.testing import CliRunner
 
 from langchain_moa import cli
@@ -27,6 +28,9 @@ class Models:
         name = spec.split(":", 1)[-1]
         if name.startswith("broken"):
             model = ScriptedChatModel(answer=RuntimeError("provider down"), model_name=name)
+        elif name.startswith("cut"):
+            reply = AIMessage("An answer that stops in the", response_metadata={"finish_reason": "length"})
+            model = ScriptedChatModel(answer=reply, model_name=name)
         elif name.startswith("agg"):
             model = ScriptedChatModel(
                 respond=lambda m, k: f"Final answer after {len(m)} messages.", model_name=name
@@ -61,8 +65,26 @@ def test_one_shot_prints_the_answer(models: Models) -> None:
 def test_without_a_key_the_local_preset_is_announced(models: Models) -> None:
     result = runner.invoke(cli.app, ["hi", "--aggregator", "agg"])
     assert result.exit_code == 0, result.output
-    assert "No TOGETHER_API_KEY set: using the local preset" in result.stderr
+    assert result.stderr.startswith("No TOGETHER_API_KEY set: the proposers come from the local preset")
     assert len(models.made["qwen2.5-coder-0.5b"]) == 3  # the local preset's three samples
+
+
+@pytest.mark.parametrize(
+    "args", [["--quiet"], ["--json"], ["--reference-models", "p1", "--aggregator", "agg"]]
+)
+def test_no_notice_when_quiet_or_when_no_preset_model_runs(models: Models, args: list[str]) -> None:
+    result = runner.invoke(cli.app, [*args, "hi"] if "--quiet" in args else ["hi", *args])
+    assert result.exit_code == 0, result.output
+    assert "TOGETHER_API_KEY" not in result.stderr
+
+
+def test_an_answer_cut_by_the_token_limit_says_so(models: Models) -> None:
+    result = runner.invoke(cli.app, ["hi", *FAKE[:2], "--aggregator", "cut", "--max-tokens", "7"])
+    assert result.exit_code == 0, result.output
+    assert "An answer that stops in the" in result.stdout
+    assert "(the answer was cut at the token limit: raise --max-tokens to read all of it)" in result.stderr
+    whole = runner.invoke(cli.app, ["hi", *FAKE])
+    assert "cut at the token limit" not in whole.stderr
 
 
 def test_with_a_key_the_together_preset_is_the_default(

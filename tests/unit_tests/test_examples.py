@@ -81,3 +81,32 @@ def test_self_moa_samples_one_model() -> None:
     out = run("self_moa", "--fake")
     assert "4 samples of fake-sampler" in out
     assert "aggregated: Aggregated: octopuses have three hearts." in out
+
+
+def _run_raw(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "TOGETHER_API_KEY"}
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("name", ["agent", "structured_output"])
+def test_tool_examples_refuse_local_with_the_reason_and_say_when_they_are_scripted(name: str) -> None:
+    refused = _run_raw(name, "--local")
+    assert refused.returncode != 0 and refused.stdout == ""
+    assert "the embedded 0.5B model does not call tools reliably" in refused.stderr
+    assert "--fake" in refused.stderr and "TOGETHER_API_KEY" in refused.stderr
+    default = _run_raw(name)  # no key: scripted, and it says so
+    assert default.returncode == 0, default.stderr
+    assert "Running on scripted models (--fake)" in default.stderr
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_scripted_run_says_it_is_scripted(name: str) -> None:
+    done = _run_raw(name, "--fake")
+    assert done.returncode == 0, done.stderr
+    assert "Running on scripted models (--fake): this shows the wiring, not real answers." in done.stderr

