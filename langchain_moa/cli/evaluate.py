@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -29,9 +30,13 @@ eval_app = typer.Typer(
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output file; rerun with it to resume.")]
 NumProcOpt = Annotated[int, typer.Option("--num-proc", min=1, help="Questions answered at once.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+NameOpt = Annotated[
+    str | None,
+    typer.Option("--name", help="The name results are reported under (default: made of the configuration)."),
+]
 
 
-def _moa(choice: ModelChoice, *, self_moa: bool = False) -> tuple[MoAChatModel, str]:
+def _moa(choice: ModelChoice, name: str | None = None, *, self_moa: bool = False) -> tuple[MoAChatModel, str]:
     """The configured MoA and its name for reports; ``self_moa``: its first proposer, sampled as many
     times as there are proposers and aggregating itself."""
     err = consoles()[1]
@@ -39,14 +44,14 @@ def _moa(choice: ModelChoice, *, self_moa: bool = False) -> tuple[MoAChatModel, 
     if self_moa:
         first = moa.proposers[0]
         moa = build_model(choice, err, proposers=[first] * len(moa.proposers), aggregator=first)
-    return moa, choice.configuration_name()
+    return moa, name or _guard(choice.configuration_name)
 
 
 def _guard(call: Callable[..., Any], *args: Any) -> Any:
-    """``call(*args)``; a ``MoAError`` becomes one line on stderr and exit code 1."""
+    """``call(*args)``; an error about the run's input becomes one line on stderr and exit code 1."""
     try:
         return call(*args)
-    except MoAError as error:
+    except (MoAError, OSError, ValueError, KeyError) as error:
         raise fail(consoles()[1], error) from None
 
 
@@ -58,7 +63,7 @@ def _report_failures(output: Path) -> None:
     from langchain_moa.evaluation.runner import failures_path
 
     failed = failures_path(output)
-    count = len(failed.read_text().splitlines()) if failed.exists() else 0
+    count = len(json.loads(failed.read_text())) if failed.exists() else 0
     if count:
         plain(consoles()[1], f"{count} items failed (see {failed}); rerun the same command to retry them")
         raise typer.Exit(1)
@@ -72,6 +77,7 @@ def alpaca_eval(
     instructions: Annotated[
         Path | None, typer.Option(help="Local JSON/JSONL instruction set (default: the hub).")
     ] = None,
+    name: NameOpt = None,
     num_proc: NumProcOpt = 4,
     quiet: QuietOpt = False,
     judge_outputs: Annotated[
@@ -81,7 +87,7 @@ def alpaca_eval(
     """Write AlpacaEval 2's model outputs (a JSON array), then optionally score them."""
     from langchain_moa.evaluation import data, generate
 
-    moa, name = _moa(choice)
+    moa, name = _moa(choice, name)
     rows = _run(
         generate.generate_alpaca_eval(
             moa,
@@ -110,10 +116,19 @@ def alpaca_eval(
 @model_options(exclude=("num_proc", "temperature"))  # FastChat sets it per category
 def mt_bench(
     choice: ModelChoice,
-    output: OutputOpt = Path("mt_bench_answers.jsonl"),
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Answer file; FastChat names the model after it. Default: "
+            "data/mt_bench/model_answer/<name>.jsonl, FastChat's layout. Rerun with it to resume.",
+        ),
+    ] = None,
     questions: Annotated[
         Path | None, typer.Option(help="question.jsonl (default: the installed MT-Bench data).")
     ] = None,
+    name: NameOpt = None,
     num_proc: NumProcOpt = 4,
     quiet: QuietOpt = False,
     judge_model: Annotated[
@@ -124,7 +139,10 @@ def mt_bench(
     from langchain_moa.evaluation import data, generate, judge
     from langchain_moa.models import resolve_chat_model
 
-    moa, name = _moa(choice)
+    moa, name = _moa(choice, name or (output.stem if output else None))
+    output = output or Path("data/mt_bench/model_answer") / f"{name}.jsonl"
+    if output.stem != name:
+        plain(consoles()[1], f"FastChat will judge {output} as model {output.stem!r}, not {name!r}")
     rows = _guard(data.load_mt_bench, questions)
     answers = _run(
         generate.generate_mt_bench(
@@ -151,7 +169,12 @@ def mt_bench(
 @model_options(exclude=("num_proc",))
 def flask(
     choice: ModelChoice,
-    questions: Annotated[Path, typer.Option(help="FLASK's evaluation JSONL (question_id, text).")],
+    questions: Annotated[
+        Path,
+        typer.Option(
+            help="FLASK's evaluation JSONL: the current set (idx, instruction, ...) or the older one."
+        ),
+    ],
     output: OutputOpt = Path("flask_outputs.jsonl"),
     num_proc: NumProcOpt = 4,
     quiet: QuietOpt = False,
@@ -162,7 +185,7 @@ def flask(
     moa, _ = _moa(choice)
     rows = _run(
         generate.generate_flask(
-            moa, _guard(data.load_jsonl, questions), output, num_proc=num_proc, show_progress=not quiet
+            moa, _guard(data.load_flask, questions), output, num_proc=num_proc, show_progress=not quiet
         )
     )
     plain(consoles()[0], f"{len(rows)} answers in {output}")

@@ -78,8 +78,21 @@ class ModelChoice:
         return [_DEFAULT_NOTICE.format(what=what)] if from_preset else []
 
     def configuration_name(self) -> str:
-        """A name for what runs: the preset's, or ``moa-custom`` when both kinds of model were given."""
-        return "moa-custom" if self.reference_models and self.aggregator else f"moa-{self.preset_name()}"
+        """A name for what runs, as benchmarks' leaderboards show it: ``moa-<preset>`` when the preset's
+        models run, else made of them, e.g. ``moa-qwen2.5-72b-instruct-turbo-4p-2l`` (the aggregator,
+        4 proposers, 2 layers)."""
+        from langchain_moa.models import split_model_string
+        from langchain_moa.presets import get_preset
+
+        fields, preset = self.model_fields(), get_preset(self.preset_name())
+        if (fields["proposers"], fields["aggregator"], fields["layers"]) == (
+            list(preset.proposers),
+            preset.aggregator,
+            preset.layers,
+        ):
+            return f"moa-{preset.name}"
+        aggregator = split_model_string(fields["aggregator"])[1].rsplit("/", 1)[-1].lower().replace(":", "-")
+        return f"moa-{aggregator}-{len(fields['proposers'])}p-{fields['layers']}l"
 
     def model_fields(self) -> dict[str, Any]:
         """``MoAOptions`` fields: the preset's, overridden by every option given.

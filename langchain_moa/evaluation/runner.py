@@ -1,7 +1,10 @@
 """Resumable, concurrent generation: each finished item is journalled at once; a rerun does the rest.
 
-An item that fails is recorded (with its error) in ``<output>.failed.jsonl`` and left out of the
-journal, so the next run retries it; nothing is ever written as an empty answer.
+An item that fails is recorded (with its error) in ``<output>.failures.json`` (only while some item
+has failed; a JSON array, so that tools reading every ``*.jsonl`` of a folder, as FastChat does, never
+mistake it for answers) and left out of the journal, so the next run retries it; nothing is ever
+written as an empty answer. A journal whose last line was cut short by a kill is repaired before the
+next run appends to it: that item is simply done again.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from typing import Any, TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-__all__ = ["Journal", "run_items"]
+from langchain_moa.errors import MoAConfigError
+
+__all__ = ["Journal", "failures_path", "run_items", "write_atomically"]
 
 _Item = TypeVar("_Item")
 
@@ -28,15 +33,21 @@ class Journal:
         self.key = key
 
     def read(self) -> dict[Hashable, dict[str, Any]]:
+        """Every whole record, after cutting off a last line that a kill left half-written."""
         if not self.path.exists():
             return {}
+        text = self.path.read_text()
+        if text and not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]  # the fragment goes; its item is done again
+            write_atomically(self.path, text)
         records: dict[Hashable, dict[str, Any]] = {}
-        for line in self.path.read_text().splitlines():
+        for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
                     record = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short by a kill: that item is redone
-                    continue
+                except json.JSONDecodeError:
+                    msg = f"line {number} of {self.path} is not JSON: fix or delete it, then run again"
+                    raise MoAConfigError(msg) from None
                 records[record[self.key]] = record
         return records
 
@@ -49,7 +60,8 @@ class Journal:
 
 
 def failures_path(output: Path) -> Path:
-    return output.with_name(output.name + ".failed.jsonl")
+    """Where the items that failed are listed: beside the output, never named ``*.jsonl``."""
+    return output.with_name(output.name + ".failures.json")
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -98,5 +110,8 @@ async def run_items(
                 progress.advance(bar)
 
         await asyncio.gather(*(one(item) for item in todo))
-    write_atomically(failures, "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failed))
+    if failed:
+        write_atomically(failures, json.dumps(failed, indent=2, ensure_ascii=False) + "\n")
+    else:
+        failures.unlink(missing_ok=True)
     return done

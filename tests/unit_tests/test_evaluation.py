@@ -111,9 +111,7 @@ def test_failed_items_are_recorded_never_written_empty_and_retried(tmp_path: Pat
     flaky, _ = moa_answering(lambda m, k: "" if m[-1].text == "question 1" else echo(m, k))
     asyncio.run(generate_flask(flaky, rows, output, show_progress=False))
     assert [json.loads(line)["question_id"] for line in output.read_text().splitlines()] == [0, 2]
-    (failure,) = [
-        json.loads(line) for line in (tmp_path / "flask.jsonl.failed.jsonl").read_text().splitlines()
-    ]
+    (failure,) = json.loads((tmp_path / "flask.jsonl.failures.json").read_text())
     assert failure["question_id"] == 1 and "empty answer" in failure["error"]
     healthy, _ = moa_answering(echo)
     asyncio.run(generate_flask(healthy, rows, output, show_progress=False))
@@ -123,7 +121,8 @@ def test_failed_items_are_recorded_never_written_empty_and_retried(tmp_path: Pat
         "text": "answer to question 1",
         "extra": 10,
     }  # the row, text replaced
-    assert (tmp_path / "flask.jsonl.failed.jsonl").read_text() == ""
+    assert not (tmp_path / "flask.jsonl.failures.json").exists()  # nothing failed: no failures file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flask.jsonl"]
 
 
 @pytest.mark.parametrize(
