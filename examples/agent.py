@@ -5,6 +5,7 @@ The aggregator makes the tool calls; proposers see the calls and their results a
     python examples/agent.py                 # Together with TOGETHER_API_KEY
     python examples/agent.py --fake          # scripted models (the default without a key: a 0.5B
                                              # local model does not call tools reliably)
+    python examples/agent.py --fanout turn   # proposers once per user turn, not on every tool call
 """
 
 from __future__ import annotations
@@ -64,9 +65,11 @@ def scripted_aggregator(messages, kwargs):  # what a capable model does with the
 
 def main() -> None:
     p = parser(__doc__)
+    p.add_argument("--fanout", default="call", help="when the proposers run: call (default), turn, or N")
     args = p.parse_args()
     args.backend = backend(args, calls_tools=True)
-    moa = MoAChatModel(**models(args, n=3, fake_aggregator=scripted_aggregator))
+    fanout = int(args.fanout) if args.fanout.isdigit() else args.fanout
+    moa = MoAChatModel(**models(args, n=3, fake_aggregator=scripted_aggregator), fanout=fanout)
     agent = create_agent(moa, [city_population, calculate])
     result = agent.invoke({"messages": [("user", QUESTION)]})
     for message in result["messages"]:
@@ -76,6 +79,10 @@ def main() -> None:
         elif message.type == "tool":
             print(f"tool result: {message.text}")
     print(f"answer: {result['messages'][-1].text}")
+    moa_answers = [m for m in result["messages"] if isinstance(m, AIMessage)]
+    proposer_calls = sum(len(layer) for m in moa_answers for layer in m.response_metadata["moa"]["layers"])
+    tokens = sum((m.usage_metadata or {}).get("total_tokens", 0) for m in moa_answers)
+    print(f"cost: {len(moa_answers)} MoA calls, {proposer_calls} proposer calls, {tokens} tokens")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ to ``messages`` as an ``AIMessage`` with the summed usage and every proposal in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
@@ -25,6 +25,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 from pydantic import SecretStr
 
+from langchain_moa.fanout import Fanout, reusable_proposals
 from langchain_moa.models import resolve_chat_model
 from langchain_moa.nodes import (
     AGGREGATOR_NODE,
@@ -41,6 +42,14 @@ __all__ = ["AGGREGATOR_NODE", "MoAGraph", "build_moa_graph", "resolve_models", "
 
 MoAGraph = CompiledStateGraph[MoAState, MoAContext, MessagesState, MoAState]
 """A compiled MoA graph."""
+
+
+def _first_layer_or_reuse(first_layer: list[str], fanout: Fanout) -> Callable[[MoAState], list[str]]:
+    def route(state: MoAState) -> list[str]:
+        reused = reusable_proposals(state["messages"], fanout)
+        return [AGGREGATOR_NODE] if reused is not None else first_layer
+
+    return route
 
 
 def run_config(layers: int, **config: Any) -> dict[str, Any]:
@@ -110,9 +119,15 @@ def build_moa_graph(
                 settings=settings,
             )
             graph.add_node(node, proposer.runnable())
-            graph.add_edge(previous or START, node)
+            if previous or options.fanout == "call":
+                graph.add_edge(previous or START, node)
         previous = names
         layer_nodes.append(names)
+    if options.fanout != "call" and layer_nodes:
+        # Proposal reuse: a call that reuses its turn's proposals goes straight to the aggregator.
+        first_layer = layer_nodes[0]
+        route = _first_layer_or_reuse(first_layer, options.fanout)
+        graph.add_conditional_edges(START, route, [*first_layer, AGGREGATOR_NODE])
 
     aggregate = AggregatorNode(
         aggregator_model, references_from=previous, layer_nodes=layer_nodes, settings=settings

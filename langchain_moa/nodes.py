@@ -29,6 +29,7 @@ from langchain_moa import sync_bridge
 from langchain_moa.conversation import as_chunk, check_conversation, proposer_view
 from langchain_moa.errors import AggregatorError, MoAError
 from langchain_moa.events import AggregatorStarted, Answer, ProposalReady, ProposerStarted, Token, emit
+from langchain_moa.fanout import reusable_proposals
 from langchain_moa.models import model_label
 from langchain_moa.options import MoAOptions
 from langchain_moa.prompts import inject_references
@@ -224,9 +225,13 @@ class AggregatorNode:
 
     async def ainvoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
         settings = self.settings
-        references = _kept_references(
-            state, len(self.layer_nodes), self.references_from, settings.options.min_proposals
-        )
+        reused = reusable_proposals(state["messages"], settings.options.fanout)
+        if reused is not None:  # this call of the turn reuses its proposals (``fanout``)
+            references = [p["content"] for p in reused if p["content"] is not None]
+        else:
+            references = _kept_references(
+                state, len(self.layer_nodes), self.references_from, settings.options.min_proposals
+            )
         messages = inject_references(state["messages"], settings.options.aggregator_prompt, references)
         context = _run_context()
         kwargs = {**context.aggregator_kwargs, **settings.call_kwargs(context)}
@@ -249,21 +254,31 @@ class AggregatorNode:
             raise AggregatorError(f"aggregator ({label}) failed: {_error_text(error)}") from error
         if not chunks:
             raise AggregatorError(f"aggregator ({label}) returned nothing")
-        answer = self._answer(state, chunks, time.perf_counter() - started, label)
+        answer = self._answer(state, chunks, time.perf_counter() - started, label, reused)
         emit(Answer(message=answer))
         return {"messages": [answer]}
 
-    def _answer(self, state: MoAState, chunks: list[AIMessageChunk], latency: float, label: str) -> AIMessage:
+    def _answer(
+        self,
+        state: MoAState,
+        chunks: list[AIMessageChunk],
+        latency: float,
+        label: str,
+        reused: list[Proposal] | None,
+    ) -> AIMessage:
         merged = add_ai_message_chunks(*chunks) if len(chunks) > 1 else chunks[0]  # one merge, at the end
         message = message_chunk_to_message(merged)
         proposals = state.get("proposals") or {}
-        layers = [[proposals[n] for n in nodes] for nodes in self.layer_nodes]
+        # Reused proposals ran (and were counted) in an earlier call: this one reports none of its own.
+        layers = [] if reused is not None else [[proposals[n] for n in nodes] for nodes in self.layer_nodes]
         reported = [p["usage"] for layer in layers for p in layer if p["usage"]] + [merged.usage_metadata]
         usage = functools.reduce(add_usage, [u for u in reported if u]) if any(reported) else None
-        moa = {
+        moa: dict[str, Any] = {
             "layers": layers,
             "aggregator": {"model": label, "usage": merged.usage_metadata, "latency_s": round(latency, 4)},
         }
+        if reused is not None:
+            moa["reused_proposals"] = reused
         return AIMessage(
             content=message.content,
             # The id of the streamed chunks: a LangGraph "messages" stream shows the answer once.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -136,6 +136,17 @@ class MoAOptions(BaseModel):
         int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1 or None (no bound)")
     ] = Field(default=None, json_schema_extra={"changes_answers": False})
     """Bound on simultaneous model calls across every call of this MoA (``None``: no bound)."""
+    fanout: Annotated[
+        Literal["call", "turn"] | int,
+        _rule(
+            lambda v: v in ("call", "turn") or (_is_int(v) and v >= 1),
+            "'call', 'turn' or an integer >= 1 (rerun the proposers every N calls of a turn)",
+            none=False,
+        ),
+    ] = "call"
+    """When the proposers run in a tool loop: every ``"call"`` (the paper's MoA), once per user
+    ``"turn"`` (later calls of the turn reuse its proposals; the aggregator runs every call, with the
+    tools), or every N calls of a turn. See ``langchain_moa.fanout``."""
     max_retries: Annotated[
         int | None,
         _rule(lambda v: _is_int(v) and v >= 0, "an integer >= 0 or None (each model's own retries)"),

@@ -110,3 +110,10 @@ def test_a_scripted_run_says_it_is_scripted(name: str) -> None:
     done = _run_raw(name, "--fake")
     assert done.returncode == 0, done.stderr
     assert "Running on scripted models (--fake): this shows the wiring, not real answers." in done.stderr
+
+
+def test_the_agent_example_reuses_proposals_with_turn_fanout() -> None:
+    every = run("agent", "--fake").splitlines()[-1]
+    once = run("agent", "--fake", "--fanout", "turn").splitlines()[-1]
+    assert every == "cost: 3 MoA calls, 9 proposer calls, 509 tokens"
+    assert once == "cost: 3 MoA calls, 3 proposer calls, 374 tokens"
