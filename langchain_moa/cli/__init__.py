@@ -18,6 +18,7 @@ from langchain_moa.cli.ask import ask, chat
 from langchain_moa.cli.evaluate import eval_app
 from langchain_moa.cli.options import ModelChoice, model_options
 from langchain_moa.cli.output import consoles, fail, plain, print_table
+from langchain_moa.cli.serve import serve
 from langchain_moa.errors import MoAError
 from langchain_moa.presets import PRESETS
 
@@ -41,6 +42,7 @@ _HELP = """Mixture-of-Agents from the command line.
   moa --json --max-tokens 96 "Why is it?"     options go before or after the question
   moa "Why?" --preset together --show-proposals
   moa chat                                    chat; Ctrl-C cancels an answer, Ctrl-D leaves
+  moa serve --preset local                    an OpenAI-compatible server on 127.0.0.1:8000
   moa presets | moa graph | moa eval ...      named configurations, the drawing, the benchmarks
 
 \b
@@ -79,6 +81,7 @@ def _main(
 
 app.command()(ask)
 app.command()(chat)
+app.command()(serve)
 app.add_typer(eval_app, name="eval")
 
 

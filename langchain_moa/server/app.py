@@ -1,0 +1,255 @@
+"""The OpenAI-compatible HTTP app: ``GET /v1/models`` and ``POST /v1/chat/completions`` over MoA.
+
+Errors use OpenAI's JSON and status codes: 400 for a bad request (the field named), 401 for a missing
+or wrong key (compared in constant time; the key is never logged), 404 for an unknown model, 502 when
+the MoA run fails (every failed proposer named). A client that goes away cancels its MoA run, which
+frees local models' slots. The server keeps serving after each of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+
+from langchain_moa.errors import MoAConfigError, MoAError
+from langchain_moa.server.openai_format import (
+    ChatRequest,
+    completion,
+    delta_of,
+    error_body,
+    finish_reason_of,
+    new_id,
+    stream_chunk,
+    usage_of,
+)
+
+if TYPE_CHECKING:
+    from langchain_core.messages import AIMessageChunk
+
+    from langchain_moa.chat_models import MoAChatModel
+
+__all__ = ["ModelRegistry", "create_app"]
+
+_T = TypeVar("_T")
+
+
+class ModelRegistry:
+    """The MoA configurations a server runs, by name; each is built on first use and then kept (so
+    local models stay loaded between requests)."""
+
+    def __init__(self, factories: Mapping[str, Callable[[], MoAChatModel]]) -> None:
+        self._factories = dict(factories)
+        self._built: dict[str, MoAChatModel] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return list(self._factories)
+
+    def get(self, name: str) -> MoAChatModel:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = self._factories[name]()
+            return self._built[name]
+
+
+def _error(
+    status: int, message: str, *, kind: str, param: str | None = None, code: str | None = None
+) -> Response:
+    return JSONResponse(error_body(message, kind=kind, param=param, code=code), status_code=status)
+
+
+class _ClientGone(Exception):
+    """The client disconnected before the answer was ready."""
+
+
+class _Client:
+    """Watches for the client going away, so that the work done for it can be cancelled at once."""
+
+    def __init__(self, request: Request) -> None:
+        self._gone = asyncio.Event()
+        self._reader: asyncio.Future[Any] | None = None
+        self._watcher = asyncio.ensure_future(self._watch(request))
+
+    async def _watch(self, request: Request) -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                break
+        self._gone.set()
+        if self._reader is not None:
+            self._reader.cancel()
+
+    @property
+    def gone(self) -> bool:
+        return self._gone.is_set()
+
+    def cancel_when_gone(self, reader: asyncio.Future[Any]) -> None:
+        """Cancel ``reader`` (the task reading the MoA stream) when the client goes away."""
+        self._reader = reader
+        if self.gone:
+            reader.cancel()
+
+    async def unless_gone(self, work: Awaitable[_T]) -> _T:
+        """``work``'s result; cancelled (then ``_ClientGone``) if the client goes away first."""
+        task = asyncio.ensure_future(work)
+        gone = asyncio.ensure_future(self._gone.wait())
+        try:
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task  # every model call has stopped
+            raise _ClientGone
+        return task.result()
+
+    def close(self) -> None:
+        self._watcher.cancel()
+
+
+def create_app(registry: ModelRegistry, *, api_key: str | None = None) -> FastAPI:
+    """The app serving ``registry``; with ``api_key``, every request must carry it as a bearer token."""
+    app = FastAPI(title="langchain-moa", docs_url=None, redoc_url=None, openapi_url=None)
+    expected = f"Bearer {api_key}".encode() if api_key else None
+
+    # Checked in each endpoint, not in an HTTP middleware: Starlette's middleware wraps the request's
+    # messages and would hide a client's disconnect from a streaming answer.
+    def refused(request: Request) -> Response | None:
+        given = request.headers.get("authorization", "").encode()
+        if expected is not None and not hmac.compare_digest(given, expected):
+            return _error(401, "Incorrect or missing API key: send it as 'Authorization: Bearer <key>'",
+                          kind="invalid_request_error", code="invalid_api_key")  # fmt: skip
+        return None
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> Response:
+        if refusal := refused(request):
+            return refusal
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "langchain-moa"}
+            for name in registry.names()
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        if refusal := refused(request):
+            return refusal
+        try:
+            chat_request = ChatRequest.model_validate(json.loads(await request.body()))
+        except json.JSONDecodeError as error:
+            return _error(400, f"the body is not JSON: {error.msg}", kind="invalid_request_error")
+        except ValidationError as error:
+            problem = error.errors()[0]
+            param = ".".join(str(part) for part in problem["loc"]) or None
+            return _error(400, f"{param}: {problem['msg']}", kind="invalid_request_error", param=param)
+        name = chat_request.model
+        if name not in registry.names():
+            return _error(404, f"The model {name!r} does not exist; models: {', '.join(registry.names())}",
+                          kind="invalid_request_error", param="model", code="model_not_found")  # fmt: skip
+        try:
+            moa: Any = registry.get(name)
+            if chat_request.tools:
+                moa = moa.bind_tools(chat_request.tools, tool_choice=chat_request.tool_choice)
+            messages, kwargs = chat_request.conversation(), chat_request.call_kwargs()
+            client = _Client(request)
+            if not chat_request.stream:
+                try:
+                    answer = await client.unless_gone(moa.ainvoke(messages, **kwargs))
+                finally:
+                    client.close()
+                return JSONResponse(completion(answer, name))
+            chunks = moa.astream(messages, **kwargs)
+            try:  # the first token: a run that fails before it is still a 502, not a broken stream
+                first = await client.unless_gone(anext(chunks))
+            except BaseException:
+                client.close()
+                raise
+            include_usage = bool(chat_request.stream_options and chat_request.stream_options.include_usage)
+            events = _events(chunks, first, name, client, include_usage=include_usage)
+            return StreamingResponse(events, media_type="text/event-stream")
+        except _ClientGone:
+            return Response(status_code=499)
+        except MoAConfigError as error:
+            return _error(400, str(error), kind="invalid_request_error", param="messages")
+        except MoAError as error:
+            return _error(502, str(error), kind="moa_error", code="moa_run_failed")
+
+    return app
+
+
+async def _events(
+    chunks: AsyncIterator[AIMessageChunk],
+    first: AIMessageChunk,
+    model: str,
+    client: _Client,
+    *,
+    include_usage: bool,
+) -> AsyncIterator[str]:
+    """Server-sent events in OpenAI's chunk format, ending with ``[DONE]``.
+
+    The MoA stream is read by a task of its own: when the client goes away (or the response is
+    cancelled) that task is cancelled, which closes the MoA stream and cancels every model call. (Read
+    in the response's own task, the stream's cleanup would run under the server's cancel scope, which
+    interrupts it.)
+    """
+    events: asyncio.Queue[str | None] = asyncio.Queue()
+    reader = asyncio.ensure_future(_read(chunks, first, model, events, include_usage=include_usage))
+    client.cancel_when_gone(reader)
+    try:
+        while (event := await events.get()) is not None:
+            yield event
+    finally:
+        reader.cancel()
+        client.close()
+
+
+async def _read(
+    chunks: AsyncIterator[AIMessageChunk],
+    first: AIMessageChunk,
+    model: str,
+    events: asyncio.Queue[str | None],
+    *,
+    include_usage: bool,
+) -> None:
+    completion_id = new_id()
+    try:
+        events.put_nowait(
+            _sse(stream_chunk(completion_id, model, delta={"role": "assistant", "content": ""}))
+        )
+        chunk: AIMessageChunk | None = first
+        tool_calls = False
+        while chunk is not None:
+            tool_calls = tool_calls or bool(chunk.tool_call_chunks)
+            if delta := delta_of(chunk):
+                events.put_nowait(_sse(stream_chunk(completion_id, model, delta=delta)))
+            if chunk.chunk_position == "last":  # the closing chunk: finish reason, usage, MoA details
+                reason = "tool_calls" if tool_calls else finish_reason_of(chunk)
+                moa = chunk.response_metadata.get("moa")
+                events.put_nowait(
+                    _sse(stream_chunk(completion_id, model, delta={}, finish_reason=reason, moa=moa))
+                )
+                if include_usage and (usage := usage_of(chunk)) is not None:
+                    events.put_nowait(_sse(stream_chunk(completion_id, model, usage=usage)))
+                break
+            chunk = await anext(chunks, None)
+        events.put_nowait("data: [DONE]\n\n")
+    except MoAError as error:  # the answer had started: the error is the stream's last event
+        events.put_nowait(_sse(error_body(str(error), kind="moa_error", code="moa_run_failed")))
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+        events.put_nowait(None)
+
+
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"

@@ -1,0 +1,170 @@
+"""OpenAI's chat-completions format, in and out: requests checked, answers and chunks built."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "ChatRequest",
+    "completion",
+    "delta_of",
+    "error_body",
+    "finish_reason_of",
+    "new_id",
+    "stream_chunk",
+    "usage_of",
+]
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    """The fields of ``POST /v1/chat/completions`` that MoA honours (others are ignored, as OpenAI-
+    compatible servers do with options they do not have)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0)
+    stop: str | list[str] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    n: Literal[1] = 1
+
+    @field_validator("messages")
+    @classmethod
+    def _readable(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        convert_to_messages(messages)  # raises on a role or shape LangChain cannot read
+        return messages
+
+    def conversation(self) -> list[BaseMessage]:
+        return convert_to_messages(self.messages)
+
+    def call_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the MoA call: sampling for every model, stop for the aggregator."""
+        kwargs: dict[str, Any] = {}
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        if (limit := self.max_completion_tokens or self.max_tokens) is not None:
+            kwargs["max_tokens"] = limit
+        if self.stop:
+            kwargs["stop"] = [self.stop] if isinstance(self.stop, str) else self.stop
+        return kwargs
+
+
+def error_body(
+    message: str, *, kind: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error JSON."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def finish_reason_of(message: AIMessage | AIMessageChunk) -> str:
+    if message.tool_calls or getattr(message, "tool_call_chunks", None):
+        return "tool_calls"
+    return "length" if message.response_metadata.get("finish_reason") == "length" else "stop"
+
+
+def usage_of(message: AIMessage | AIMessageChunk) -> dict[str, int] | None:
+    usage = message.usage_metadata
+    if usage is None:
+        return None
+    return {
+        "prompt_tokens": usage["input_tokens"],
+        "completion_tokens": usage["output_tokens"],
+        "total_tokens": usage["total_tokens"],
+    }
+
+
+def _tool_calls(message: AIMessage) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["name"], "arguments": json.dumps(call["args"])},
+        }
+        for call in message.tool_calls
+    ]
+
+
+def new_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def completion(message: AIMessage, model: str) -> dict[str, Any]:
+    """A whole answer as ``chat.completion``, the MoA details under ``moa`` (clients ignore it)."""
+    body: dict[str, Any] = {"role": "assistant", "content": message.text}
+    if message.tool_calls:
+        body["tool_calls"] = _tool_calls(message)
+    return {
+        "id": new_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": body, "finish_reason": finish_reason_of(message), "logprobs": None}
+        ],
+        "usage": usage_of(message),
+        "moa": message.response_metadata.get("moa"),
+    }
+
+
+def stream_chunk(
+    completion_id: str,
+    model: str,
+    *,
+    delta: dict[str, Any] | None = None,
+    finish_reason: str | None = None,
+    usage: dict[str, int] | None = None,
+    moa: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One ``chat.completion.chunk``; with ``usage`` and no ``delta``, the closing usage chunk."""
+    chunk: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
+    chunk["choices"] = (
+        []
+        if delta is None
+        else [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
+    )
+    if usage is not None:
+        chunk["usage"] = usage
+    if moa is not None:
+        chunk["moa"] = moa
+    return chunk
+
+
+def delta_of(chunk: AIMessageChunk) -> dict[str, Any]:
+    """What one streamed MoA chunk adds to the answer, as an OpenAI ``delta``."""
+    delta: dict[str, Any] = {}
+    if chunk.text:
+        delta["content"] = chunk.text
+    if chunk.tool_call_chunks:
+        delta["tool_calls"] = [
+            {
+                "index": tc.get("index") or 0,
+                **({"id": tc["id"], "type": "function"} if tc.get("id") else {}),
+                "function": {
+                    **({"name": tc["name"]} if tc.get("name") else {}),
+                    "arguments": tc.get("args") or "",
+                },
+            }
+            for tc in chunk.tool_call_chunks
+        ]
+    return delta
