@@ -13,13 +13,13 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
 from langchain_moa.errors import MoAConfigError
+from langchain_moa.extras import require_extra
 from langchain_moa.local.weights import LOCAL_WEIGHTS, WeightParts, cache_dir, weights_path
 
 __all__ = [
@@ -36,13 +36,7 @@ _GGUF_MAGIC = b"GGUF"
 
 def require_local_extra() -> None:
     """Raise a clear error when the packages of the ``[local]`` extra are missing."""
-    missing = [m for m in ("xllamacpp", "langchain_openai") if importlib.util.find_spec(m) is None]
-    if missing:
-        msg = (
-            f"the local backend needs {', '.join(missing)}, which is not installed. "
-            'Install it with: pip install "langchain-moa[local]"'
-        )
-        raise MoAConfigError(msg)
+    require_extra("local", ("xllamacpp", "langchain_openai"), "the local backend")
 
 
 def _model_file(name_or_path: str) -> tuple[Path, str]:

@@ -9,19 +9,11 @@ Any OpenAI client, chat front-end or evaluation harness can then use MoA unchang
 
 from __future__ import annotations
 
-import importlib.util
-
-from langchain_moa.errors import MoAConfigError
+from langchain_moa.extras import require_extra
 
 __all__ = ["require_serve_extra"]
 
 
 def require_serve_extra() -> None:
     """Raise a clear error when the packages of the ``[serve]`` extra are missing."""
-    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
-    if missing:
-        msg = (
-            f"moa serve needs {', '.join(missing)}, which is not installed. "
-            'Install it with: pip install "langchain-moa[serve]"'
-        )
-        raise MoAConfigError(msg)
+    require_extra("serve", ("fastapi", "uvicorn"), "moa serve")

@@ -96,7 +96,9 @@ def test_a_client_leaving_mid_stream_frees_the_local_model_slots() -> None:
             httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as http,
             http.stream("POST", "/v1/chat/completions", json=body) as response,
         ):
-            assert next(response.iter_lines()).startswith("data: ")  # the aggregator streams; the client leaves
+            assert next(response.iter_lines()).startswith(
+                "data: "
+            )  # the aggregator streams; the client leaves
         (local,) = running_servers()
         key = local.api_key.get_secret_value()
         deadline = time.monotonic() + 15
