@@ -6,12 +6,19 @@ import json
 from collections.abc import Sequence
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.models import model_label
 
-__all__ = ["as_chunk", "check_conversation", "check_inputs", "proposer_view"]
+__all__ = ["as_chunk", "check_conversation", "check_inputs", "proposer_view", "was_cut"]
 
 
 def check_conversation(messages: Sequence[BaseMessage]) -> None:
@@ -23,9 +30,10 @@ def check_conversation(messages: Sequence[BaseMessage]) -> None:
     if not messages:
         msg = "the conversation is empty: pass at least one message, e.g. moa.invoke('Hello')"
         raise MoAConfigError(msg)
-    if all(_is_blank(m) for m in messages):
+    # A system prompt alone asks nothing (chat front-ends send one with every request).
+    if all(_is_blank(m) for m in messages if not isinstance(m, SystemMessage)):
         msg = (
-            f"the conversation has only blank text ({len(messages)} message(s)): "
+            f"the conversation has only blank text besides any system prompt ({len(messages)} message(s)): "
             "ask something, e.g. moa.invoke('Why is the sky blue?')"
         )
         raise MoAConfigError(msg)
@@ -42,6 +50,16 @@ def _is_blank(message: BaseMessage) -> bool:
         )
         for block in message.content
     ) and not getattr(message, "tool_calls", None)
+
+
+_CUT_REASONS = {"length", "max_tokens", "MAX_TOKENS"}
+"""How providers say an answer ran out of tokens (OpenAI and llama.cpp, Anthropic, Gemini)."""
+
+
+def was_cut(message: BaseMessage) -> bool:
+    """Whether an answer stopped at its token limit, whichever way its provider says so."""
+    metadata = message.response_metadata
+    return metadata.get("finish_reason") in _CUT_REASONS or metadata.get("stop_reason") in _CUT_REASONS
 
 
 def proposer_view(messages: Sequence[BaseMessage]) -> list[BaseMessage]:

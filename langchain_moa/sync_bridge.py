@@ -1,10 +1,13 @@
-"""Sync calls drive the async core on one background event loop.
+"""Sync calls drive the async core on a background event loop.
 
 MoA's behaviour is written once, as async code; ``invoke``, ``stream`` and a compiled graph's sync
 ``invoke`` run it here. So a sync call has the async call's semantics exactly: a cut or timed-out
 proposer is cancelled (its HTTP request closed), not abandoned to a thread, and Ctrl-C in a sync call
-cancels the run. The loop runs in one daemon thread, started on first use; each call runs in a copy
-of the caller's context (tracing and LangGraph's run context carry over).
+cancels the run. The loop runs in a daemon thread, started on first use; each call runs in a copy of
+the caller's context (tracing and LangGraph's run context carry over).
+
+Sync code that the loop itself runs (a sync callback handler, say) may make a sync MoA call too: it
+gets a loop one level deeper, since the first one is busy running that very code.
 """
 
 from __future__ import annotations
@@ -21,57 +24,78 @@ __all__ = ["iterate", "run"]
 
 _T = TypeVar("_T")
 
-_loop: asyncio.AbstractEventLoop | None = None
-_thread: threading.Thread | None = None
+
+class _Loop:
+    """One event loop in a daemon thread."""
+
+    def __init__(self, depth: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        name = "langchain-moa" if depth == 0 else f"langchain-moa-{depth}"
+        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self.thread.start()
+
+
+_loops: list[_Loop] = []
 _lock = threading.Lock()
 
 
-def _background_loop() -> asyncio.AbstractEventLoop:
-    global _loop, _thread
+def _loop_for_this_thread() -> asyncio.AbstractEventLoop:
+    """The first loop that is not the one running the calling code (started, or restarted, on demand)."""
+    current = threading.current_thread()
     with _lock:
-        if _loop is None:
-            loop = asyncio.new_event_loop()
-            _thread = threading.Thread(target=loop.run_forever, name="langchain-moa", daemon=True)
-            _thread.start()
-            _loop = loop
-        return _loop
+        depth = next((i + 1 for i, loop in enumerate(_loops) if loop.thread is current), 0)
+        while len(_loops) <= depth:
+            _loops.append(_Loop(len(_loops)))
+        if not _loops[depth].thread.is_alive():  # cannot happen while calls are guarded; never hang
+            _loops[depth] = _Loop(depth)
+        return _loops[depth].loop
+
+
+async def _guarded(coroutine: Coroutine[Any, Any, _T]) -> tuple[_T | None, BaseException | None]:
+    """The coroutine's result or exception, never raised into the loop (a SystemExit or
+    KeyboardInterrupt escaping a task would stop the loop, and every waiting call with it)."""
+    try:
+        return await coroutine, None
+    except asyncio.CancelledError:
+        raise
+    except BaseException as error:  # handed to the waiting caller
+        return None, error
 
 
 def run(coroutine: Coroutine[Any, Any, _T], context: Context | None = None) -> _T:
-    """Run ``coroutine`` on the background loop and wait for its result.
+    """Run ``coroutine`` on a background loop and wait for its result.
 
     An interrupt (Ctrl-C) or any other exception while waiting cancels the coroutine, and waits for
     it to stop, before it propagates.
     """
     context = context or copy_context()
-    if threading.current_thread() is _thread:
-        # Called from code the loop itself runs (e.g. a sync callback handler): waiting on the loop
-        # would block it for good, so this call gets a loop of its own in a worker thread.
-        with concurrent.futures.ThreadPoolExecutor(1) as worker:
-            return worker.submit(context.run, asyncio.run, coroutine).result()
-    loop = _background_loop()
-    done: concurrent.futures.Future[_T] = concurrent.futures.Future()
-    task: asyncio.Task[_T] | None = None
+    loop = _loop_for_this_thread()
+    done: concurrent.futures.Future[tuple[Any, BaseException | None]] = concurrent.futures.Future()
+    task: asyncio.Task[Any] | None = None
 
     def start() -> None:
         nonlocal task
-        task = loop.create_task(coroutine, context=context)
+        task = loop.create_task(_guarded(coroutine), context=context)
         task.add_done_callback(lambda t: _settle(t, done))
 
     loop.call_soon_threadsafe(start)
     try:
         while True:  # waits in slices, so that an interrupt is handled at once on every platform
             with contextlib.suppress(TimeoutError):
-                return done.result(timeout=0.1)
+                result, error = done.result(timeout=0.1)
+                break
     except BaseException:
         if not done.done():
             loop.call_soon_threadsafe(lambda: task.cancel() if task else None)
             with contextlib.suppress(BaseException):
                 done.result(timeout=10)
         raise
+    if error is not None:
+        raise error
+    return result  # type: ignore[no-any-return]
 
 
-def _settle(task: asyncio.Task[_T], done: concurrent.futures.Future[_T]) -> None:
+def _settle(task: asyncio.Task[Any], done: concurrent.futures.Future[Any]) -> None:
     if task.cancelled():
         done.set_exception(asyncio.CancelledError())
     elif (error := task.exception()) is not None:

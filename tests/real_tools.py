@@ -24,7 +24,9 @@ def _installed(package: str, relative: str) -> Path:
 
 
 def _compile_definitions(path: Path, names: set[str], namespace: dict[str, Any]) -> None:
-    tree = ast.parse(path.read_text())
+    with warnings.catch_warnings():  # their regular expressions' old escapes are theirs to fix
+        warnings.simplefilter("ignore", (DeprecationWarning, SyntaxWarning))
+        tree = ast.parse(path.read_text())
     chosen = [
         node
         for node in tree.body
@@ -33,8 +35,8 @@ def _compile_definitions(path: Path, names: set[str], namespace: dict[str, Any])
     ]
     found = {getattr(n, "name", None) or n.targets[0].id for n in chosen}  # type: ignore[attr-defined]
     assert found == names, f"{path} no longer defines {names - found}"
-    with warnings.catch_warnings():  # their regular expressions' old escapes are theirs to fix
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (DeprecationWarning, SyntaxWarning))
         code = compile(ast.Module(body=chosen, type_ignores=[]), str(path), "exec")
     exec(code, namespace)
 

@@ -86,7 +86,9 @@ def ask(
 
 def note_if_cut(message: AIMessage, err: Console) -> None:
     """Say so when the aggregator ran out of tokens: the answer ends mid-sentence for a reason."""
-    if message.response_metadata.get("finish_reason") == "length":
+    from langchain_moa.conversation import was_cut
+
+    if was_cut(message):
         plain(err, "(the answer was cut at the token limit: raise --max-tokens to read all of it)")
 
 

@@ -112,6 +112,14 @@ def alpaca_eval(
         raise typer.Exit(subprocess.call(["alpaca_eval", "--model_outputs", str(output)]))
 
 
+def _judgments_path(answers: Path) -> Path:
+    """Where grades go: FastChat's ``model_judgment/`` beside its ``model_answer/`` folder, never in it
+    (FastChat takes every ``*.jsonl`` of the answer folder for a model's answers)."""
+    if answers.parent.name == "model_answer":
+        return answers.parent.parent / "model_judgment" / f"{answers.stem}.jsonl"
+    return answers.with_name(f"{answers.stem}.judgments.jsonl")
+
+
 @eval_app.command("mt-bench")
 @model_options(exclude=("num_proc", "temperature"))  # FastChat sets it per category
 def mt_bench(
@@ -152,7 +160,7 @@ def mt_bench(
     plain(consoles()[0], f"{len(answers)} answers in {output}")
     _report_failures(output)
     if judge_model:
-        judgments_path = output.with_name(output.stem + ".judgments.jsonl")
+        judgments_path = _judgments_path(output)
         judge_chat = _guard(resolve_chat_model, judge_model)
         judgments = _run(
             judge.judge_mt_bench(

@@ -9,7 +9,9 @@ itself, so the command line refuses exactly what Python refuses, with the same m
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
+import json
 import os
 import typing
 from collections.abc import Callable
@@ -79,8 +81,9 @@ class ModelChoice:
 
     def configuration_name(self) -> str:
         """A name for what runs, as benchmarks' leaderboards show it: ``moa-<preset>`` when the preset's
-        models run, else made of them, e.g. ``moa-qwen2.5-72b-instruct-turbo-4p-2l`` (the aggregator,
-        4 proposers, 2 layers)."""
+        models run, else made of them, e.g. ``moa-qwen2.5-72b-instruct-turbo-4p-2l-1a2b3c`` (the
+        aggregator, 4 proposers, 2 layers, and a digest of the models and sampling, so that two
+        configurations never share a name, nor a resumable answer file)."""
         from langchain_moa.models import split_model_string
         from langchain_moa.presets import get_preset
 
@@ -92,7 +95,9 @@ class ModelChoice:
         ):
             return f"moa-{preset.name}"
         aggregator = split_model_string(fields["aggregator"])[1].rsplit("/", 1)[-1].lower().replace(":", "-")
-        return f"moa-{aggregator}-{len(fields['proposers'])}p-{fields['layers']}l"
+        what = [fields[k] for k in ("proposers", "aggregator", "layers", "temperature", "max_tokens")]
+        digest = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:6]
+        return f"moa-{aggregator}-{len(fields['proposers'])}p-{fields['layers']}l-{digest}"
 
     def model_fields(self) -> dict[str, Any]:
         """``MoAOptions`` fields: the preset's, overridden by every option given.

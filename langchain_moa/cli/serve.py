@@ -46,14 +46,17 @@ def serve(
         raise fail(err, error) from None
     import uvicorn
 
+    from langchain_moa.models import unavailable_reason
     from langchain_moa.presets import PRESETS, preset_fields
     from langchain_moa.server.app import ModelRegistry, create_app
 
     served = name or choice.configuration_name()
     configured = build_model(choice, err)  # built now: a bad option fails before the server starts
     factories: dict[str, Any] = {served: lambda: configured}
-    for preset in PRESETS:  # the presets too, each built on its first request
-        factories.setdefault(f"moa-{preset}", lambda p=preset: _preset_model(p, preset_fields))
+    for preset in PRESETS.values():  # the presets that can run here too, each built on its first request
+        models = [*preset.proposers, preset.aggregator]
+        if not any(unavailable_reason(m) for m in models):
+            factories.setdefault(f"moa-{preset.name}", lambda p=preset.name: _preset_model(p, preset_fields))
     plain(err, f"Serving {', '.join(factories)} at http://{host}:{port}/v1"
                f"{' (key required)' if api_key else ''}; Ctrl-C stops.")  # fmt: skip
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["ModelRegistry", "create_app"]
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger(__name__)
 
 
 class ModelRegistry:
@@ -157,10 +160,17 @@ def create_app(registry: ModelRegistry, *, api_key: str | None = None) -> FastAP
         if name not in registry.names():
             return _error(404, f"The model {name!r} does not exist; models: {', '.join(registry.names())}",
                           kind="invalid_request_error", param="model", code="model_not_found")  # fmt: skip
-        try:
-            moa: Any = registry.get(name)
-            if chat_request.tools:
+        try:  # built on its first request, off the event loop (a local model's server starts then)
+            moa: Any = await asyncio.to_thread(registry.get, name)
+        except MoAError as error:
+            return _error(503, f"The model {name!r} cannot run here: {error}", kind="invalid_request_error",
+                          param="model", code="model_unavailable")  # fmt: skip
+        if chat_request.tools:
+            try:
                 moa = moa.bind_tools(chat_request.tools, tool_choice=chat_request.tool_choice)
+            except (ValueError, TypeError) as error:
+                return _error(400, f"tools: {error}", kind="invalid_request_error", param="tools")
+        try:
             messages, kwargs = chat_request.conversation(), chat_request.call_kwargs()
             client = _Client(request)
             if not chat_request.stream:
@@ -246,6 +256,9 @@ async def _read(
         events.put_nowait("data: [DONE]\n\n")
     except MoAError as error:  # the answer had started: the error is the stream's last event
         events.put_nowait(_sse(error_body(str(error), kind="moa_error", code="moa_run_failed")))
+    except Exception as error:  # anything else still ends the stream with an error the client can read
+        logger.exception("MoA stream failed")
+        events.put_nowait(_sse(error_body(f"{type(error).__name__}: {error}", kind="server_error")))
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
         events.put_nowait(None)

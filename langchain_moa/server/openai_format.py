@@ -10,6 +10,8 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from langchain_moa.conversation import was_cut
+
 __all__ = [
     "ChatRequest",
     "completion",
@@ -75,7 +77,7 @@ def error_body(
 def finish_reason_of(message: AIMessage | AIMessageChunk) -> str:
     if message.tool_calls or getattr(message, "tool_call_chunks", None):
         return "tool_calls"
-    return "length" if message.response_metadata.get("finish_reason") == "length" else "stop"
+    return "length" if was_cut(message) else "stop"
 
 
 def usage_of(message: AIMessage | AIMessageChunk) -> dict[str, int] | None:

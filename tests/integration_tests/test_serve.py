@@ -62,7 +62,12 @@ def served() -> Iterator[Served]:
             answer=" ".join(["word"] * 200), token_delay=0.05, tally=aggregator_tally
         ),
     )
-    app = create_app(ModelRegistry({"moa-test": moa, "moa-slow": lambda: slow}), api_key=KEY)
+
+    def unavailable() -> MoAChatModel:
+        return MoAChatModel(proposers=["Qwen/Qwen2.5-72B-Instruct-Turbo"], aggregator="org/m", api_key=None)
+
+    registry = ModelRegistry({"moa-test": moa, "moa-slow": lambda: slow, "moa-keyless": unavailable})
+    app = create_app(registry, api_key=KEY)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -79,7 +84,7 @@ def served() -> Iterator[Served]:
 
 
 def test_models_lists_what_it_serves(served: Served) -> None:
-    assert [m.id for m in served.client().models.list()] == ["moa-test", "moa-slow"]
+    assert [m.id for m in served.client().models.list()] == ["moa-test", "moa-slow", "moa-keyless"]
 
 
 def test_a_completion_with_usage_and_the_moa_details(served: Served) -> None:
@@ -202,3 +207,37 @@ def test_langchain_chat_openai_speaks_to_it(served: Served) -> None:
     model = ChatOpenAI(model="moa-test", base_url=f"{served.url}/v1", api_key=KEY, max_retries=0)
     assert model.invoke("Hi").content == "w0 w1 w2 w3 w4 w5"
     assert "".join(c.text for c in model.stream("Hi")) == "w0 w1 w2 w3 w4 w5"
+
+
+def test_a_model_that_cannot_run_here_is_503_naming_why(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    with pytest.raises(openai.APIStatusError) as caught:
+        served.client().chat.completions.create(
+            model="moa-keyless", messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert caught.value.status_code == 503
+    assert caught.value.body["param"] == "model" and "TOGETHER_API_KEY" in caught.value.body["message"]  # type: ignore[index]
+
+
+def test_malformed_tools_are_400_naming_tools(served: Served) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        served.client().chat.completions.create(
+            model="moa-test",
+            messages=[{"role": "user", "content": "Hi"}],
+            tools=[{"foo": 1}],  # type: ignore[list-item]
+        )
+    assert caught.value.body["param"] == "tools"  # type: ignore[index]
+
+
+def test_a_client_that_leaves_before_a_whole_answer_cancels_the_run(served: Served) -> None:
+    before = served.aggregator_tally.cancelled
+    body = {"model": "moa-slow", "messages": [{"role": "user", "content": "Hi"}]}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{served.url}/v1/chat/completions", json=body, timeout=1.0,
+                   headers={"Authorization": f"Bearer {KEY}"})  # fmt: skip
+    deadline = time.monotonic() + 10
+    while served.aggregator_tally.cancelled == before or served.aggregator_tally.running:
+        assert time.monotonic() < deadline, "the MoA run went on after the client left"
+        time.sleep(0.05)

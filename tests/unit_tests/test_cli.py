@@ -28,8 +28,9 @@ class Models:
         name = spec.split(":", 1)[-1]
         if name.startswith("broken"):
             model = ScriptedChatModel(answer=RuntimeError("provider down"), model_name=name)
-        elif name.startswith("cut"):
-            reply = AIMessage("An answer that stops in the", response_metadata={"finish_reason": "length"})
+        elif name.startswith("cut"):  # an OpenAI-style or an Anthropic-style provider
+            metadata = {"stop_reason": "max_tokens"} if "anthropic" in name else {"finish_reason": "length"}
+            reply = AIMessage("An answer that stops in the", response_metadata=metadata)
             model = ScriptedChatModel(answer=reply, model_name=name)
         elif name.startswith("agg"):
             model = ScriptedChatModel(
@@ -78,8 +79,9 @@ def test_no_notice_when_quiet_or_when_no_preset_model_runs(models: Models, args:
     assert "TOGETHER_API_KEY" not in result.stderr
 
 
-def test_an_answer_cut_by_the_token_limit_says_so(models: Models) -> None:
-    result = runner.invoke(cli.app, ["hi", *FAKE[:2], "--aggregator", "cut", "--max-tokens", "7"])
+@pytest.mark.parametrize("aggregator", ["cut", "cut-anthropic"])
+def test_an_answer_cut_by_the_token_limit_says_so(models: Models, aggregator: str) -> None:
+    result = runner.invoke(cli.app, ["hi", *FAKE[:2], "--aggregator", aggregator, "--max-tokens", "7"])
     assert result.exit_code == 0, result.output
     assert "An answer that stops in the" in result.stdout
     assert "(the answer was cut at the token limit: raise --max-tokens to read all of it)" in result.stderr

@@ -65,7 +65,7 @@ def test_alpaca_eval_reads_the_outputs_with_the_generator_name_of_what_ran(
     frame = utils.load_or_convert_to_dataframe(output)
     assert list(frame["instruction"]) == ["task 0", "task 1", "task 2"]
     assert list(frame["output"]) == ["answer to task 0", "answer to task 1", "answer to task 2"]
-    assert utils.get_generator_name(None, frame) == "moa-big-model-v1-2p-2l"
+    assert utils.get_generator_name(None, frame) == "moa-big-model-v1-2p-2l-771cda"
     named = runner.invoke(cli.app, [*args, "--name", "my-moa", "-o", str(tmp_path / "named.json")])
     assert named.exit_code == 0, named.output
     assert (
@@ -93,9 +93,9 @@ def test_fastchat_judges_the_answer_folder_as_one_model_named_after_the_configur
     assert "1 items failed" in first.stderr
     answer_dir = tmp_path / "data/mt_bench/model_answer"
     # The failures are listed beside the answers, where FastChat does not look for models.
-    assert fastchat.get_model_list(str(answer_dir)) == ["moa-agg-1p-2l"]
+    assert fastchat.get_model_list(str(answer_dir)) == ["moa-agg-1p-2l-315e9f"]
     answers = fastchat.load_model_answers(str(answer_dir))
-    assert sorted(answers["moa-agg-1p-2l"]) == [81, 111]
+    assert sorted(answers["moa-agg-1p-2l-315e9f"]) == [81, 111]
 
     questions_file.write_text(questions_file.read_text().replace(" broken", ""))
     second = runner.invoke(cli.app, args)
@@ -107,10 +107,11 @@ def test_fastchat_judges_the_answer_folder_as_one_model_named_after_the_configur
     fastchat.check_data(loaded, answers, {}, models, judges)  # raises when anything is missing
     matches = fastchat.make_match_single(loaded, models, answers, judges["default"])
     assert [(m.model, m.answer["question_id"]) for m in matches] == [
-        ("moa-agg-1p-2l", q) for q in (81, 111, 131)
+        ("moa-agg-1p-2l-315e9f", q) for q in (81, 111, 131)
     ]
     assert all(
-        m.answer["model_id"] == "moa-agg-1p-2l" and len(m.answer["choices"][0]["turns"]) == 2 for m in matches
+        m.answer["model_id"] == "moa-agg-1p-2l-315e9f" and len(m.answer["choices"][0]["turns"]) == 2
+        for m in matches
     )
 
 
@@ -197,3 +198,18 @@ def test_generate_alpaca_eval_outputs_load_in_alpaca_eval(tmp_path: Path) -> Non
     assert frame.to_dict("records") == [
         {"instruction": "Say hi.", "output": "answer to Say hi.", "generator": "g", "dataset": "oasst"}
     ]
+
+
+def test_mt_bench_grades_go_beside_the_answer_folder_never_into_it(tmp_path: Path) -> None:
+    from langchain_moa.cli.evaluate import _judgments_path
+
+    fastchat = fastchat_llm_judge()
+    answers = tmp_path / "data/mt_bench/model_answer/moa-x.jsonl"
+    answers.parent.mkdir(parents=True)
+    answers.write_text(json.dumps({"question_id": 81, "model_id": "moa-x", "choices": []}) + "\n")
+    grades = _judgments_path(answers)
+    assert grades == tmp_path / "data/mt_bench/model_judgment/moa-x.jsonl"
+    grades.parent.mkdir(parents=True)
+    grades.write_text("{}\n")
+    assert fastchat.get_model_list(str(answers.parent)) == ["moa-x"]
+    assert _judgments_path(tmp_path / "mt.jsonl") == tmp_path / "mt.judgments.jsonl"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -28,7 +29,8 @@ def _aggregator(tool_calls: int) -> ScriptedChatModel:
             return AIMessage(
                 "", tool_calls=[{"name": "lookup", "args": {"key": f"k{done}"}, "id": f"c{done}"}]
             )
-        return f"final after {done} lookups; references: {messages[0].text.count(chr(10) + '1. ')}"
+        references = re.findall(r"^\d+\. ", messages[0].text, flags=re.MULTILINE)
+        return f"final after {done} lookups; references: {len(references)}"
 
     return ScriptedChatModel(respond=respond, model_name="agg")
 
@@ -63,7 +65,7 @@ def test_turn_fanout_runs_the_proposers_once_per_user_turn() -> None:
         assert moa["layers"] == [] and moa["reused_proposals"] == final_layer
         # Reused proposals are not counted again: the usage is the aggregator's alone.
         assert later.usage_metadata == moa["aggregator"]["usage"]
-    assert last.text == "final after 2 lookups; references: 1"  # the aggregator still saw the proposals
+    assert last.text == "final after 2 lookups; references: 3"  # the aggregator still saw the proposals
     assert answers[3].response_metadata["moa"]["layers"]  # a new user turn runs the proposers again
 
 

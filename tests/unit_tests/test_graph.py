@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from langchain_moa import MoAChatModel, MoAConfigError, build_moa_graph
@@ -107,7 +107,7 @@ def test_a_messages_stream_shows_each_aggregator_token_once() -> None:
 def test_an_empty_or_blank_conversation_fails_in_the_graph_before_any_model_is_called() -> None:
     proposers, aggregator = _models(2), ScriptedChatModel()
     graph = build_moa_graph(proposers, aggregator)
-    for messages in ([], [HumanMessage("   ")]):
+    for messages in ([], [HumanMessage("   ")], [SystemMessage("You are helpful."), HumanMessage(" ")]):
         with pytest.raises(MoAConfigError, match="the conversation"):
             graph.invoke({"messages": messages})
     assert all(m.calls == [] for m in [*proposers, aggregator])

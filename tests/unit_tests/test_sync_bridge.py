@@ -66,3 +66,27 @@ def test_a_sync_call_made_on_the_loop_thread_itself_still_answers() -> None:
         return sync_bridge.run(inner())  # e.g. a sync callback handler calling a sync API
 
     assert sync_bridge.run(outer()) == "inner"
+
+
+def test_a_stream_driven_from_the_loop_thread_itself_yields_everything() -> None:
+    async def words() -> object:
+        for word in ("one", "two", "three", "four"):
+            await asyncio.sleep(0)
+            yield word
+
+    async def outer() -> list[str]:
+        return list(sync_bridge.iterate(words()))  # type: ignore[arg-type]
+
+    assert sync_bridge.run(outer()) == ["one", "two", "three", "four"]
+
+
+def test_a_system_exit_inside_a_call_reaches_the_caller_and_the_loop_lives_on() -> None:
+    async def leave() -> None:
+        raise SystemExit(3)
+
+    async def answer() -> int:
+        return 42
+
+    with pytest.raises(SystemExit):
+        sync_bridge.run(leave())
+    assert sync_bridge.run(answer()) == 42
