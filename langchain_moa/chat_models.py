@@ -116,6 +116,12 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         return self._current_graph()
 
     @property
+    def aggregator_model(self) -> BaseChatModel:
+        """The aggregator as a chat model (a model string resolved)."""
+        self._current_graph()
+        return self._models[-1]
+
+    @property
     def _llm_type(self) -> str:
         return "moa"
 

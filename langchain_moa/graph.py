@@ -25,6 +25,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 from pydantic import SecretStr
 
+from langchain_moa.aggregation import describe
 from langchain_moa.fanout import Fanout, reusable_proposals
 from langchain_moa.models import resolve_chat_model
 from langchain_moa.nodes import (
@@ -132,7 +133,10 @@ def build_moa_graph(
     aggregate = AggregatorNode(
         aggregator_model, references_from=previous, layer_nodes=layer_nodes, settings=settings
     )
-    graph.add_node(AGGREGATOR_NODE, aggregate.runnable())
+    # Studio shows the node's metadata: which aggregation strategy it runs.
+    graph.add_node(
+        AGGREGATOR_NODE, aggregate.runnable(), metadata={"aggregation": describe(options.aggregation)}
+    )
     graph.add_edge(previous or START, AGGREGATOR_NODE)
     graph.add_edge(AGGREGATOR_NODE, END)
     return graph.compile(checkpointer=checkpointer, name=name)

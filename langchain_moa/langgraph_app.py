@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
@@ -35,7 +35,12 @@ __all__ = ["MoAConfiguration", "configured_fields", "make_graph"]
 
 def _served(name: str) -> tuple[Any, Any]:
     field = MoAOptions.model_fields[name]
-    annotation: Any = list[str] if name == "proposers" else str if name == "aggregator" else field.annotation
+    served_types: dict[str, Any] = {
+        "proposers": list[str],
+        "aggregator": str,
+        "aggregation": Literal["synthesize", "shuffle", "select", "tally"],  # a function cannot travel
+    }
+    annotation: Any = served_types.get(name, field.annotation)
     return annotation | None, Field(default=None, description=field.description)
 
 

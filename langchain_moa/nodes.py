@@ -10,6 +10,8 @@ background loop of ``sync_bridge``.
 from __future__ import annotations
 
 import functools
+import inspect
+import random
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph._internal._runnable import RunnableCallable
 from langgraph.runtime import get_runtime
 
-from langchain_moa import sync_bridge
+from langchain_moa import aggregation, sync_bridge
 from langchain_moa.conversation import as_chunk, check_conversation, proposer_view
 from langchain_moa.errors import AggregatorError, MoAError
 from langchain_moa.events import AggregatorStarted, Answer, ProposalReady, ProposerStarted, Token, emit
@@ -219,6 +221,7 @@ class AggregatorNode:
         self.references_from = list(references_from)
         self.layer_nodes = [list(nodes) for nodes in layer_nodes]
         self.settings = settings
+        self.rng = random.Random(settings.options.seed)  # ``shuffle``'s orders: one sequence per graph
 
     def runnable(self) -> RunnableCallable:
         return _node(AGGREGATOR_NODE, self.ainvoke)
@@ -232,11 +235,16 @@ class AggregatorNode:
             references = _kept_references(
                 state, len(self.layer_nodes), self.references_from, settings.options.min_proposals
             )
-        messages = inject_references(state["messages"], settings.options.aggregator_prompt, references)
         context = _run_context()
         kwargs = {**context.aggregator_kwargs, **settings.call_kwargs(context)}
         model: ChatRunnable = self.model
+        strategy = settings.options.aggregation
         if "tools" in kwargs:
+            if strategy == "select" or callable(strategy):
+                msg = (
+                    f"aggregation={aggregation.describe(strategy)!r} answers with text and cannot call tools"
+                )
+                raise AggregatorError(msg)
             tools, tool_choice = kwargs.pop("tools"), kwargs.pop("tool_choice", None)
             bind_kwargs = {k: kwargs.pop(k) for k in ("parallel_tool_calls", "strict") if k in kwargs}
             model = self.model.bind_tools(tools, tool_choice=tool_choice, **bind_kwargs)
@@ -246,15 +254,43 @@ class AggregatorNode:
         started, chunks = time.perf_counter(), list[AIMessageChunk]()
         try:
             async with settings.policy.aggregating():
-                async for chunk in model.astream(messages, config, **kwargs):
-                    chunk = as_chunk(chunk)  # a model without streaming yields one whole AIMessage
-                    chunks.append(chunk)
-                    emit(Token(chunk=chunk))
+                if callable(strategy):  # the user's own aggregation
+                    record: dict[str, Any] = {"strategy": aggregation.describe(strategy)}
+                    result = strategy(list(state["messages"]), references)
+                    result = await result if inspect.isawaitable(result) else result
+                    chunks.append(
+                        AIMessageChunk(
+                            content=result.text if isinstance(result, BaseMessage) else str(result)
+                        )
+                    )
+                    emit(Token(chunk=chunks[-1]))
+                else:
+                    plan = aggregation.plan(
+                        strategy, state["messages"], references, settings.options.aggregator_prompt, self.rng
+                    )
+                    record = plan.record
+                    if plan.answer_is_reply:
+                        async for chunk in model.astream(plan.messages, config, **kwargs):
+                            chunk = as_chunk(chunk)  # a model without streaming yields one whole AIMessage
+                            chunks.append(chunk)
+                            emit(Token(chunk=chunk))
+                    else:  # ``select``: the reply names a proposal, which is the answer verbatim
+                        reply = await model.ainvoke(plan.messages, config, **kwargs)
+                        text, choice = aggregation.pick(reply.text, references)
+                        record |= choice
+                        chunks.append(
+                            AIMessageChunk(
+                                content=text, usage_metadata=getattr(reply, "usage_metadata", None)
+                            )
+                        )
+                        emit(Token(chunk=chunks[-1]))
+        except AggregatorError:
+            raise
         except Exception as error:
             raise AggregatorError(f"aggregator ({label}) failed: {_error_text(error)}") from error
         if not chunks:
             raise AggregatorError(f"aggregator ({label}) returned nothing")
-        answer = self._answer(state, chunks, time.perf_counter() - started, label, reused)
+        answer = self._answer(state, chunks, time.perf_counter() - started, label, reused, record)
         emit(Answer(message=answer))
         return {"messages": [answer]}
 
@@ -265,6 +301,7 @@ class AggregatorNode:
         latency: float,
         label: str,
         reused: list[Proposal] | None,
+        record: dict[str, Any],
     ) -> AIMessage:
         merged = add_ai_message_chunks(*chunks) if len(chunks) > 1 else chunks[0]  # one merge, at the end
         message = message_chunk_to_message(merged)
@@ -277,6 +314,8 @@ class AggregatorNode:
             "layers": layers,
             "aggregator": {"model": label, "usage": merged.usage_metadata, "latency_s": round(latency, 4)},
         }
+        if record.get("strategy") != "synthesize":  # the paper's way goes without saying
+            moa["aggregation"] = record
         if reused is not None:
             moa["reused_proposals"] = reused
         return AIMessage(

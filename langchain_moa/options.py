@@ -136,6 +136,20 @@ class MoAOptions(BaseModel):
         int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1 or None (no bound)")
     ] = Field(default=None, json_schema_extra={"changes_answers": False})
     """Bound on simultaneous model calls across every call of this MoA (``None``: no bound)."""
+    aggregation: Annotated[
+        Any,
+        _rule(
+            lambda v: v in ("synthesize", "shuffle", "select", "tally") or callable(v),
+            "one of 'synthesize', 'shuffle', 'select', 'tally', or a function (conversation, proposals)",
+            none=False,
+        ),
+    ] = "synthesize"
+    """How the aggregator turns the proposals into the answer: ``"synthesize"`` (the paper's prompt),
+    ``"shuffle"`` (the same, proposals in a random order), ``"select"`` (the most consistent proposal,
+    verbatim), ``"tally"`` (the paper's prompt with the vote count), or your own function. See
+    ``langchain_moa.aggregation``."""
+    seed: Annotated[int | None, _rule(_is_int, "an integer or None")] = None
+    """Seed of the random orders of ``aggregation="shuffle"`` (``None``: a fresh order every run)."""
     fanout: Annotated[
         Literal["call", "turn"] | int,
         _rule(
@@ -205,7 +219,9 @@ class MoAOptions(BaseModel):
             if isinstance(extra, dict) and extra.get("changes_answers") is False:
                 continue
             value = getattr(self, name)
-            if name == "proposers":
+            if callable(value) and not isinstance(value, str) and name == "aggregation":
+                value = f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', repr(value))}"
+            elif name == "proposers":
                 value = [_identity(m) for m in value]
             elif name == "aggregator":
                 value = _identity(value)

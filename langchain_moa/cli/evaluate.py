@@ -212,6 +212,14 @@ def exact_match(
         str | None, typer.Option(help="A question set by name instead of --questions: mmlu (see the README).")
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
+    strategies: Annotated[
+        str | None,
+        typer.Option(
+            "--strategies",
+            help="Also score these aggregations (comma separated: shuffle, select, tally, synthesize) on the "
+            "same proposals: only the aggregator runs again.",
+        ),
+    ] = None,
     output: OutputOpt = Path("exact_results.jsonl"),
     num_proc: NumProcOpt = 4,
     quiet: QuietOpt = False,
@@ -244,6 +252,13 @@ def exact_match(
             show_progress=not quiet,
         )
     )
+    if strategies:
+        others = [s.strip() for s in strategies.split(",") if s.strip()]
+        records = _run(
+            exact.run_strategies(
+                moa, rows, records, output, others, num_proc=num_proc, show_progress=not quiet
+            )
+        )
     scores = exact.score_exact(records)
     best, vote = exact.baselines(scores)
     header = ["configuration", "accuracy (95% interval)", "correct", "vs best proposer", "vs majority vote",

@@ -60,6 +60,10 @@ class ModelChoice:
     ] = None
     layers: Annotated[int | None, typer.Option(help=describe("layers"))] = None
     num_proc: Annotated[int | None, typer.Option("--num-proc", help=describe("max_concurrency"))] = None
+    aggregation: Annotated[
+        str | None,
+        typer.Option(help="How the aggregator answers: synthesize (default), shuffle, select, tally."),
+    ] = None
 
     def preset_name(self) -> str:
         """The preset given, else ``together`` with a Together key, else ``local``."""
@@ -88,14 +92,17 @@ class ModelChoice:
         from langchain_moa.presets import get_preset
 
         fields, preset = self.model_fields(), get_preset(self.preset_name())
-        if (fields["proposers"], fields["aggregator"], fields["layers"]) == (
+        if (fields["proposers"], fields["aggregator"], fields["layers"], fields.get("aggregation")) == (
             list(preset.proposers),
             preset.aggregator,
             preset.layers,
+            None,
         ):
             return f"moa-{preset.name}"
         aggregator = split_model_string(fields["aggregator"])[1].rsplit("/", 1)[-1].lower().replace(":", "-")
-        what = [fields[k] for k in ("proposers", "aggregator", "layers", "temperature", "max_tokens")]
+        what = [fields.get(k) for k in ("proposers", "aggregator", "layers", "temperature", "max_tokens")]
+        if fields.get("aggregation"):  # the paper's own way adds nothing to the name
+            what.append(fields["aggregation"])
         digest = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:6]
         return f"moa-{aggregator}-{len(fields['proposers'])}p-{fields['layers']}l-{digest}"
 
@@ -119,6 +126,7 @@ class ModelChoice:
             "max_tokens": self.max_tokens,
             "layers": self.layers if self.rounds is None else self.rounds + 1,
             "max_concurrency": self.num_proc,
+            "aggregation": self.aggregation,
         }
         preset = self.preset_name()
         try:
@@ -137,6 +145,7 @@ _FLAGS = {
     "max_tokens": "--max-tokens",
     "layers": "--layers/--rounds",
     "max_concurrency": "--num-proc",
+    "aggregation": "--aggregation",
 }
 _SHARED = list(fields(ModelChoice))
 

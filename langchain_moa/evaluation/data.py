@@ -167,4 +167,4 @@ def load_dataset(name: str, limit: int | None = None) -> list[dict[str, Any]]:
         )
     if limit is None:
         return questions
-    return sorted(questions, key=lambda q: hashlib.sha256(q["id"].encode()).digest())[:limit]
+    return sorted(questions, key=lambda q: hashlib.sha256(str(q["id"]).encode()).digest())[:limit]

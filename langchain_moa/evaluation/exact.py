@@ -11,6 +11,7 @@ questions.
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from collections import Counter
@@ -20,12 +21,21 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage
 
+from langchain_moa import aggregation
 from langchain_moa.chat_models import MoAChatModel
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.evaluation.runner import Journal, failures_path, run_items
 from langchain_moa.evaluation.statistics import mcnemar, wilson_interval
 
-__all__ = ["ConfigurationScore", "baselines", "matches", "normalize", "run_exact", "score_exact"]
+__all__ = [
+    "ConfigurationScore",
+    "baselines",
+    "matches",
+    "normalize",
+    "run_exact",
+    "run_strategies",
+    "score_exact",
+]
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
@@ -124,6 +134,8 @@ async def run_exact(
                 ]
                 if reply.response_metadata["moa"]["layers"]
                 else [],
+                # The last layer's answers: what any aggregation strategy is given.
+                "final": [p["content"] for p in (reply.response_metadata["moa"]["layers"] or [[]])[-1]],
             }
         return record
 
@@ -138,6 +150,69 @@ async def run_exact(
         show_progress=show_progress,
     )
     return sorted(done.values(), key=lambda r: r["index"])
+
+
+async def run_strategies(
+    moa: MoAChatModel,
+    questions: list[dict[str, Any]],
+    records: list[dict[str, Any]],
+    output: Path,
+    strategies: list[str],
+    *,
+    num_proc: int = 4,
+    show_progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Aggregate each question's journalled proposals again with every other ``strategy``: only the
+    aggregator runs, so the strategies are compared on the very same proposals. Resumable too."""
+    unknown = [s for s in strategies if s not in aggregation.STRATEGIES]
+    if unknown:
+        msg = f"unknown aggregation {unknown[0]!r}; strategies: {', '.join(aggregation.STRATEGIES)}"
+        raise MoAConfigError(msg)
+    sampling = {
+        k: v for k, v in (("temperature", moa.temperature), ("max_tokens", moa.max_tokens)) if v is not None
+    }
+    items = [(r, s) for r in records for s in strategies if r["moa"].get("final", r["moa"]["proposals"])]
+
+    async def answer(item: tuple[dict[str, Any], str]) -> dict[str, Any]:
+        record, strategy = item
+        moa_record = record["moa"]
+        references = [t for t in moa_record.get("final", [p["text"] for p in moa_record["proposals"]]) if t]
+        started = time.perf_counter()
+        text, note, usage = await aggregation.aggregate_once(
+            moa.aggregator_model,
+            [HumanMessage(questions[record["index"]]["question"])],
+            references,
+            strategy,
+            prompt=moa.aggregator_prompt,
+            rng=random.Random(f"{moa.seed}-{record['id']}"),
+            **sampling,
+        )
+        proposal_tokens = sum(p["tokens"] for p in moa_record["proposals"])
+        return {
+            "key": f"{record['id']}|{strategy}",
+            "text": text,
+            "note": note,
+            "tokens": proposal_tokens + ((usage or {}).get("total_tokens", 0)),
+            "seconds": max((p["seconds"] for p in moa_record["proposals"]), default=0.0)
+            + time.perf_counter()
+            - started,
+        }
+
+    done = await run_items(
+        items,
+        lambda item: f"{item[0]['id']}|{item[1]}",
+        answer,
+        Journal(output.with_name(output.name + ".strategies.jsonl"), key="key"),
+        failures=failures_path(output.with_name(output.name + ".strategies")),
+        num_proc=num_proc,
+        description="other aggregations",
+        show_progress=show_progress,
+    )
+    for record in records:
+        record["strategies"] = {
+            s: done[f"{record['id']}|{s}"] for s in strategies if f"{record['id']}|{s}" in done
+        }
+    return records
 
 
 @dataclass
@@ -205,6 +280,8 @@ def score_exact(records: list[dict[str, Any]]) -> list[ConfigurationScore]:
                 max(p["seconds"] for p in proposals),
             )
         add("MoA", matches(moa["text"], gold), moa["tokens"], moa["seconds"])
+        for strategy, result in record.get("strategies", {}).items():
+            add(f"MoA ({strategy})", matches(result["text"], gold), result["tokens"], result["seconds"])
         if "self_moa" in record:
             add(
                 "Self-MoA",

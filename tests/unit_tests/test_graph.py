@@ -37,7 +37,7 @@ def test_mermaid_drawing_of_two_proposers_and_two_layers() -> None:
         "\t__start__([<p>__start__</p>]):::first",
         "\tlayer\\201\\20\\231\\20model-0(layer 1 #1 model-0)",
         "\tlayer\\201\\20\\232\\20model-1(layer 1 #2 model-1)",
-        "\taggregator(aggregator)",
+        "\taggregator(aggregator<hr/><small><em>aggregation = synthesize</em></small>)",
         "\t__end__([<p>__end__</p>]):::last",
         "\t__start__ --> layer\\201\\20\\231\\20model-0;",
         "\t__start__ --> layer\\201\\20\\232\\20model-1;",

@@ -1,0 +1,129 @@
+"""How the aggregator turns the last layer's proposals into the answer (the ``aggregation`` option).
+
+- ``"synthesize"`` (default): the paper's aggregate-and-synthesize prompt, byte for byte, with the
+  proposals in proposer order (Wang et al. 2024).
+- ``"shuffle"``: the same prompt with the proposals in a fresh random order on every call, against the
+  aggregator's position bias (as llm-council shuffles before review); ``seed`` makes the orders
+  reproducible, and the order used is recorded.
+- ``"select"``: universal self-consistency (Chen et al. 2023, arXiv 2311.17311): the aggregator is
+  asked which proposal is the most consistent with the others and the answer is that proposal,
+  verbatim. A reply with no usable number falls back to the proposal that shares the most words with
+  the others (recorded as ``fallback``). It cannot call tools.
+- ``"tally"`` (this project's): the paper's prompt, preceded by how many proposals give each distinct
+  final answer (the last number, else the last choice letter, else the last line), so that a small
+  aggregator sees the vote it would otherwise have to count itself.
+- a function ``(conversation, proposals) -> answer`` (text or message, or an awaitable of one): your own.
+
+Every answer records what was done in ``response_metadata["moa"]["aggregation"]``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+
+from langchain_moa.prompts import inject_references
+
+__all__ = ["STRATEGIES", "Plan", "final_answer", "pick", "plan"]
+
+STRATEGIES = ("synthesize", "shuffle", "select", "tally")
+"""The built-in aggregation strategies, by name."""
+
+SELECT_PROMPT = (
+    "You have been provided with a set of responses from various models to the latest user query. "
+    "Evaluate which response is the most consistent with the others, that is, which one agrees with the "
+    "majority of the responses. Reply with the number of that response only.\n\nResponses from models:"
+)
+"""The ``select`` strategy's question to the aggregator (universal self-consistency)."""
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_CHOICE = re.compile(r"\b([A-J])\b")
+
+
+@dataclass
+class Plan:
+    """One aggregation: what the aggregator model is asked, and what the answer records."""
+
+    messages: list[BaseMessage]
+    record: dict[str, Any] = field(default_factory=dict)
+    answer_is_reply: bool = True
+    """Whether the aggregator's reply is the answer (else, ``select``, it names a proposal)."""
+
+
+def final_answer(text: str) -> str:
+    """A proposal's final answer, for counting agreement: its last number, else its last choice letter,
+    else its last non-empty line (lower case)."""
+    if numbers := _NUMBER.findall(text):
+        return numbers[-1].replace(",", "")
+    if letters := _CHOICE.findall(text):
+        return letters[-1]
+    lines = [line.strip().lower() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def plan(
+    strategy: str, conversation: Sequence[BaseMessage], references: list[str], prompt: str, rng: random.Random
+) -> Plan:
+    """The aggregator's request for a built-in ``strategy`` (``prompt``: the aggregate-and-synthesize one)."""
+    if strategy == "shuffle":
+        order = rng.sample(range(len(references)), len(references))
+        shuffled = [references[i] for i in order]
+        record = {"strategy": strategy, "order": [i + 1 for i in order]}
+        return Plan(inject_references(conversation, prompt, shuffled), record)
+    if strategy == "select":
+        return Plan(inject_references(conversation, SELECT_PROMPT, references), {"strategy": strategy}, False)
+    if strategy == "tally":
+        counts = Counter(final_answer(r) for r in references)
+        votes = ", ".join(f"{answer!r} ({n} of {len(references)})" for answer, n in counts.most_common())
+        preamble = f"The responses' final answers, with how many responses give each: {votes}.\n\n"
+        return Plan(inject_references(conversation, preamble + prompt, references), {"strategy": strategy})
+    return Plan(inject_references(conversation, prompt, references), {"strategy": "synthesize"})
+
+
+def pick(reply: str, references: list[str]) -> tuple[str, dict[str, Any]]:
+    """``select``: the proposal the aggregator named, verbatim, and what to record about the choice."""
+    numbers = [int(n) for n in re.findall(r"\d+", reply)]
+    chosen = next((n for n in numbers if 1 <= n <= len(references)), None)
+    if chosen is not None:
+        return references[chosen - 1], {"chosen": chosen, "fallback": False}
+    # Fallback: the proposal sharing the most words with the others (a self-consistency proxy).
+    words = [set(r.lower().split()) for r in references]
+
+    def agreement(i: int) -> float:
+        others = [w for j, w in enumerate(words) if j != i]
+        return sum(len(words[i] & w) / max(1, len(words[i] | w)) for w in others)
+
+    best = max(range(len(references)), key=agreement)
+    return references[best], {"chosen": best + 1, "fallback": True, "reply": reply[:200]}
+
+
+def describe(strategy: str | Callable[..., Any]) -> str:
+    """A strategy's name, for records and drawings."""
+    return strategy if isinstance(strategy, str) else getattr(strategy, "__name__", type(strategy).__name__)
+
+
+async def aggregate_once(
+    model: Any,
+    conversation: Sequence[BaseMessage],
+    references: list[str],
+    strategy: str,
+    *,
+    prompt: str,
+    rng: random.Random,
+    **kwargs: Any,
+) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    """One aggregation of given proposals, without the graph (``moa eval exact`` compares strategies
+    on the proposals it journalled): the answer, its record and the aggregator's usage."""
+    request = plan(strategy, conversation, references, prompt, rng)
+    reply = await model.ainvoke(request.messages, **kwargs)
+    usage = getattr(reply, "usage_metadata", None)
+    if request.answer_is_reply:
+        return reply.text, request.record, usage
+    text, choice = pick(reply.text, references)
+    return text, request.record | choice, usage

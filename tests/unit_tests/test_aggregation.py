@@ -1,0 +1,171 @@
+"""Aggregation strategies with scripted models: prompts, order, verbatim selection, fallback, metadata."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from langchain_moa import AGGREGATOR_PROMPT, AggregatorError, MoAChatModel, MoAConfigError, cli
+from langchain_moa.fakes import ScriptedChatModel
+
+IDEAS = ["It is 42.", "I get 41.", "The answer: 42"]
+
+
+def _moa(aggregator: ScriptedChatModel, **fields: Any) -> tuple[MoAChatModel, list[ScriptedChatModel]]:
+    proposers = [ScriptedChatModel(answer=idea, model_name=f"p{i}") for i, idea in enumerate(IDEAS)]
+    return MoAChatModel(proposers=proposers, aggregator=aggregator, **fields), proposers
+
+
+def _references(prompt: str) -> list[str]:
+    return re.findall(r"^\d+\. (.*)$", prompt, flags=re.MULTILINE)
+
+
+def test_synthesize_is_the_papers_prompt_in_proposer_order() -> None:
+    aggregator = ScriptedChatModel(answer="42")
+    moa, _ = _moa(aggregator)
+    result = moa.invoke("Q")
+    assert aggregator.calls[0]["messages"][0].content == AGGREGATOR_PROMPT + "".join(
+        f"\n{i}. {idea}" for i, idea in enumerate(IDEAS, start=1)
+    )
+    assert "aggregation" not in result.response_metadata["moa"]
+
+
+def test_shuffle_records_a_fresh_order_each_call_and_a_seed_repeats_them() -> None:
+    def orders(seed: int | None) -> list[list[int]]:
+        aggregator = ScriptedChatModel(answer="42")
+        moa, _ = _moa(aggregator, aggregation="shuffle", seed=seed)
+        recorded = [moa.invoke("Q").response_metadata["moa"]["aggregation"]["order"] for _ in range(8)]
+        for call, order in zip(aggregator.calls, recorded, strict=True):
+            assert call["messages"][0].content.startswith(AGGREGATOR_PROMPT)
+            assert _references(call["messages"][0].content) == [IDEAS[i - 1] for i in order]
+        return recorded
+
+    first = orders(7)
+    assert all(sorted(order) == [1, 2, 3] for order in first)
+    assert len({tuple(order) for order in first}) > 1  # fresh orders, not one fixed permutation
+    assert orders(7) == first  # reproducible with a seed
+
+
+def test_select_returns_the_named_proposal_verbatim() -> None:
+    aggregator = ScriptedChatModel(answer="Response 3 is the most consistent.")
+    moa, _ = _moa(aggregator, aggregation="select")
+    result = moa.invoke("What is 6*7?")
+    assert result.text == "The answer: 42"
+    assert result.response_metadata["moa"]["aggregation"] == {
+        "strategy": "select",
+        "chosen": 3,
+        "fallback": False,
+    }
+    assert "Reply with the number of that response only" in aggregator.calls[0]["messages"][0].content
+
+
+def test_select_falls_back_to_the_proposal_that_agrees_most_and_says_so() -> None:
+    aggregator = ScriptedChatModel(answer="I cannot decide.")
+    proposers = [
+        ScriptedChatModel(answer=a) for a in ("the sum is 42", "the sum is 42 indeed", "no idea at all")
+    ]
+    result = MoAChatModel(proposers=proposers, aggregator=aggregator, aggregation="select").invoke("Q")
+    record = result.response_metadata["moa"]["aggregation"]
+    assert record["fallback"] is True and record["reply"] == "I cannot decide."
+    assert result.text in {"the sum is 42", "the sum is 42 indeed"}
+
+
+def test_tally_tells_the_aggregator_how_many_proposals_give_each_answer() -> None:
+    aggregator = ScriptedChatModel(answer="42")
+    moa, _ = _moa(aggregator, aggregation="tally")
+    moa.invoke("What is 6*7?")
+    prompt = aggregator.calls[0]["messages"][0].content
+    assert prompt.startswith(
+        "The responses' final answers, with how many responses give each: '42' (2 of 3), '41' (1 of 3).\n\n"
+        + AGGREGATOR_PROMPT
+    )
+    assert _references(prompt) == IDEAS
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_custom_aggregation_gets_the_conversation_and_the_proposals(asynchronous: bool) -> None:
+    seen: list[Any] = []
+
+    def longest(conversation: list, proposals: list[str]) -> str:
+        seen.append((conversation[-1].text, proposals))
+        return max(proposals, key=len)
+
+    async def longest_async(conversation: list, proposals: list[str]) -> str:
+        return longest(conversation, proposals)
+
+    aggregator = ScriptedChatModel(answer="unused")
+    moa, _ = _moa(aggregator, aggregation=longest_async if asynchronous else longest)
+    result = asyncio.run(moa.ainvoke("Q")) if asynchronous else moa.invoke("Q")
+    assert result.text == "The answer: 42" and seen == [("Q", IDEAS)]
+    assert result.response_metadata["moa"]["aggregation"] == {
+        "strategy": "longest_async" if asynchronous else "longest"
+    }
+    assert aggregator.calls == []  # the custom function is the aggregation
+
+
+def test_an_unknown_strategy_lists_the_choices_and_select_refuses_tools() -> None:
+    with pytest.raises(
+        MoAConfigError, match="aggregation must be one of 'synthesize', 'shuffle', 'select', 'tally'"
+    ):
+        _moa(ScriptedChatModel(), aggregation="vote")
+    moa, _ = _moa(ScriptedChatModel(answer="1"), aggregation="select")
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+    with pytest.raises(AggregatorError, match="aggregation='select' answers with text and cannot call tools"):
+        moa.bind_tools([tool]).invoke("Q")
+
+
+def test_the_strategy_is_in_the_cache_key_and_the_served_form() -> None:
+    from langchain_moa.langgraph_app import MoAConfiguration
+
+    plain, _ = _moa(ScriptedChatModel())
+    shuffled, _ = _moa(ScriptedChatModel(), aggregation="shuffle")
+    assert plain._get_llm_string() != shuffled._get_llm_string()
+    schema = MoAConfiguration.model_json_schema()["properties"]["aggregation"]
+    assert "select" in json.dumps(schema)
+
+
+def test_exact_compares_strategies_on_the_same_proposals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: dict[str, list[ScriptedChatModel]] = {}
+
+    def resolve(spec: Any, **_: Any) -> Any:
+        if not isinstance(spec, str):
+            return spec
+        if spec == "agg":
+            model = ScriptedChatModel(
+                respond=lambda m, k: "1" if "number of that response" in m[0].text else "41"
+            )
+        else:
+            model = ScriptedChatModel(answer={"p1": "42", "p2": "42", "p3": "41"}[spec])
+        made.setdefault(spec, []).append(model)
+        return model
+
+    monkeypatch.setattr("langchain_moa.graph.resolve_chat_model", resolve)
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        "".join(json.dumps({"question": f"6*7? ({i})", "answer": "42"}) + "\n" for i in range(4))
+    )
+    args = ["eval", "exact", "--questions", str(questions), "-o", str(tmp_path / "out.jsonl"), "--quiet",
+            "--reference-models", "p1,p2,p3", "--aggregator", "agg", "--strategies", "select,tally"]  # fmt: skip
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    rows = {line.split("\t")[0]: line.split("\t") for line in result.stdout.splitlines()}
+    assert rows["MoA"][1].startswith("0.0%") and rows["MoA (select)"][1].startswith("100.0%")
+    assert rows["MoA (tally)"][1].startswith("0.0%")
+    # Paired with the majority vote (right on all 4): MoA's 4 misses give p = 2 * 0.5**4.
+    assert rows["MoA"][4] == "-100.0 pts (p=0.12)" and rows["MoA (select)"][4] == "+0.0 pts (p=1.00)"
+    assert sum(len(m.calls) for name in ("p1", "p2", "p3") for m in made[name]) == 12  # proposals made once
+    rerun = CliRunner().invoke(cli.app, args)  # resumes: nothing runs again
+    assert rerun.exit_code == 0 and sum(len(m.calls) for m in made["agg"]) == 4 + 8
+
+
+def test_the_drawn_graph_says_which_strategy_the_aggregator_runs() -> None:
+    moa, _ = _moa(ScriptedChatModel(), aggregation="tally")
+    assert moa.graph.get_graph().nodes["aggregator"].metadata == {"aggregation": "tally"}
