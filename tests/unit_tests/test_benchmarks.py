@@ -26,3 +26,22 @@ def test_the_benchmark_script_runs_and_writes_its_tables(tmp_path: Path) -> None
                     "Tail latency", "Start-up time of the command"):  # fmt: skip
         assert f"## {heading}" in text
     assert text.count("| 2 | 2 |") == 1 and "| 3 | 2 |" in text  # one row per measured configuration
+
+
+def test_the_quality_tables_read_an_exact_run_and_its_strategies(tmp_path: Path) -> None:
+    import json
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    import quality
+
+    proposals = [{"model": "m", "text": t, "tokens": 5, "seconds": 1.0} for t in ("A", "B", "B")]
+    record = {"id": "q1", "index": 0, "answer": "B", "moa": {"text": "A", "tokens": 20, "seconds": 2.0,
+              "proposals": proposals, "final": ["A", "B", "B"]}}  # fmt: skip
+    output = tmp_path / "run.jsonl"
+    output.write_text(json.dumps(record) + "\n")
+    strategy = {"key": "q1|tally", "text": "B", "note": {}, "tokens": 22, "seconds": 2.5}
+    (tmp_path / "run.jsonl.strategies.jsonl").write_text(json.dumps(strategy) + "\n")
+    table = quality.table(output)
+    assert "| MoA | 0.0% (0.0%-79.3%) | 0/1 |" in table
+    assert "| MoA (tally) | 100.0% (20.7%-100.0%) | 1/1 |" in table
+    assert "| majority vote of the proposals | 100.0%" in table
