@@ -118,8 +118,9 @@ async def aggregate_once(
     rng: random.Random,
     **kwargs: Any,
 ) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
-    """One aggregation of given proposals, without the graph (``moa eval exact`` compares strategies
-    on the proposals it journalled): the answer, its record and the aggregator's usage."""
+    """One aggregation of given proposals with one aggregator reply, not streamed: ``select`` in the
+    graph, and every strategy when ``moa eval exact`` compares them on the proposals it journalled.
+    Returns the answer, its record and the aggregator's usage."""
     request = plan(strategy, conversation, references, prompt, rng)
     reply = await model.ainvoke(request.messages, **kwargs)
     usage = getattr(reply, "usage_metadata", None)

@@ -264,26 +264,22 @@ class AggregatorNode:
                         )
                     )
                     emit(Token(chunk=chunks[-1]))
+                elif strategy == "select":  # the reply names a proposal, which is the answer verbatim
+                    text, record, usage = await aggregation.aggregate_once(
+                        model, state["messages"], references, strategy,
+                        prompt=settings.options.aggregator_prompt, rng=self.rng, config=config, **kwargs,
+                    )  # fmt: skip
+                    chunks.append(AIMessageChunk(content=text, usage_metadata=usage))  # type: ignore[arg-type]
+                    emit(Token(chunk=chunks[-1]))
                 else:
                     plan = aggregation.plan(
                         strategy, state["messages"], references, settings.options.aggregator_prompt, self.rng
                     )
                     record = plan.record
-                    if plan.answer_is_reply:
-                        async for chunk in model.astream(plan.messages, config, **kwargs):
-                            chunk = as_chunk(chunk)  # a model without streaming yields one whole AIMessage
-                            chunks.append(chunk)
-                            emit(Token(chunk=chunk))
-                    else:  # ``select``: the reply names a proposal, which is the answer verbatim
-                        reply = await model.ainvoke(plan.messages, config, **kwargs)
-                        text, choice = aggregation.pick(reply.text, references)
-                        record |= choice
-                        chunks.append(
-                            AIMessageChunk(
-                                content=text, usage_metadata=getattr(reply, "usage_metadata", None)
-                            )
-                        )
-                        emit(Token(chunk=chunks[-1]))
+                    async for chunk in model.astream(plan.messages, config, **kwargs):
+                        chunk = as_chunk(chunk)  # a model without streaming yields one whole AIMessage
+                        chunks.append(chunk)
+                        emit(Token(chunk=chunk))
         except AggregatorError:
             raise
         except Exception as error:

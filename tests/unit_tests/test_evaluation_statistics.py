@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from langchain_moa import MoAConfigError, cli
 from langchain_moa.evaluation.data import load_dataset
-from langchain_moa.evaluation.exact import ConfigurationScore, baselines, matches, score_exact
+from langchain_moa.evaluation.exact import baselines, matches, score_exact
 from langchain_moa.evaluation.statistics import mcnemar, wilson_interval
 
 
@@ -114,8 +114,3 @@ def test_a_missing_dataset_package_says_how_to_get_it(monkeypatch: pytest.Monkey
 def test_exact_takes_a_file_or_a_dataset_but_not_both(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli.app, ["eval", "exact", "--reference-models", "p", "--aggregator", "a"])
     assert result.exit_code == 2 and "give --questions FILE or --dataset NAME" in result.stderr
-
-
-def test_the_score_keeps_question_order_for_pairing() -> None:
-    score = ConfigurationScore("x", 0, 0, 0, 0.0)
-    assert score.outcomes == [] and score.interval == (0.0, 1.0)
