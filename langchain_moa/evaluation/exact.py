@@ -3,7 +3,7 @@
 One MoA run per question yields every configuration at once: each proposer alone (its layer-1
 proposal), the majority vote of the layer-1 proposals, and MoA itself; ``self_moa`` adds a Self-MoA of
 the first proposer. Answers are matched after normalisation: numbers by value (the last number in the
-answer), multiple-choice letters by the last standalone letter, strings case- and
+answer), multiple-choice letters by :func:`choice_letter`, strings case- and
 punctuation-insensitively. Each accuracy comes with its 95% interval, and each configuration is
 compared with the best single proposer and the majority vote by McNemar's exact test on the same
 questions.
@@ -30,6 +30,7 @@ from langchain_moa.evaluation.statistics import mcnemar, wilson_interval
 __all__ = [
     "ConfigurationScore",
     "baselines",
+    "choice_letter",
     "matches",
     "normalize",
     "run_exact",
@@ -51,17 +52,31 @@ def normalize(text: str) -> str:
     return " ".join(w for w in words if w not in {"a", "an", "the"})
 
 
-_CHOICE = re.compile(r"\b([A-J])\b")
+# How an answer names its choice, most explicit first: "Answer: B" / "the correct choice is (B)", a line
+# starting "B." or "**B)**", and last any capital A-J standing alone, except the article "A" and the
+# pronoun "I" (followed by a word).
+_CHOICE_RULES = (
+    re.compile(r"(?i:answer|choice)(?:\s+(?i:is|would be))?\s*:?\s*[*(\[]*([A-J])\b"),
+    re.compile(r"^[\s*#>(\[-]*([A-J])[.):\]]", re.MULTILINE),
+    re.compile(r"\b(?![AI] [A-Za-z])([A-J])\b"),
+)
+
+
+def choice_letter(text: str) -> str | None:
+    """The choice letter an answer gives: the last one found by the most explicit rule that finds any."""
+    for rule in _CHOICE_RULES:
+        if found := rule.findall(text):
+            return str(found[-1])
+    return None
 
 
 def matches(prediction: str | None, gold: str) -> bool:
     """Whether ``prediction`` gives the ``gold`` answer (by value for numbers; for a multiple-choice
-    letter, the last standalone capital letter of the answer)."""
+    letter, by :func:`choice_letter`)."""
     if prediction is None:
         return False
     if re.fullmatch(r"[A-J]", gold.strip()):
-        letters = _CHOICE.findall(prediction)
-        return bool(letters) and letters[-1] == gold.strip()
+        return choice_letter(prediction) == gold.strip()
     gold_number = _number(gold) if _NUMBER.fullmatch(gold.strip()) else None
     if gold_number is not None:
         return _number(prediction) == gold_number
@@ -83,8 +98,7 @@ def _vote(proposals: list[str | None], gold: str) -> str | None:
         if gold_is_number:
             return _number(text)
         if gold_is_choice:
-            letters = _CHOICE.findall(text)
-            return letters[-1] if letters else None
+            return choice_letter(text)
         return normalize(text)
 
     keys = [key(p) for p in proposals if p]

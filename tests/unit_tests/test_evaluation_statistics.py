@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from langchain_moa import MoAConfigError, cli
 from langchain_moa.evaluation.data import load_dataset
-from langchain_moa.evaluation.exact import baselines, matches, score_exact
+from langchain_moa.evaluation.exact import baselines, choice_letter, matches, score_exact
 from langchain_moa.evaluation.statistics import mcnemar, wilson_interval
 
 
@@ -57,12 +57,35 @@ def test_every_configuration_is_compared_with_the_best_proposer_and_the_vote() -
         ("B. Paris", "B", True),
         ("A or maybe C", "C", True),
         ("I think so", "B", False),
+        ("Answer: C\n\nA Hermitian operator has real eigenvalues, unlike D.", "C", True),
+        ("The correct choice is:\n\n**B**. Human", "B", True),
+        ("Option A is wrong.\nD. Orangutan", "D", True),
+        ("A Hermitian operator is self-adjoint", "A", False),
+        ("B is correct", "B", True),
+        ("The mother of Zeus is Rhea.", "C", False),
     ],
 )
-def test_choice_letters_are_matched_by_the_last_standalone_letter(
+def test_choice_letters_are_read_by_the_most_explicit_rule(
     prediction: str, gold: str, expected: bool
 ) -> None:
     assert matches(prediction, gold) is expected
+
+
+def test_the_vote_counts_the_letters_the_answers_give() -> None:
+    proposals = ["Answer: B. A classic.", "B. Paris", "Answer: D\nA long reason."]
+    assert [choice_letter(p) for p in proposals] == ["B", "B", "D"]
+    assert choice_letter("no letter here") is None
+    record = {
+        "answer": "B",
+        "moa": {
+            "proposals": [{"model": "m", "text": t, "tokens": 1, "seconds": 1.0} for t in proposals],
+            "text": "Answer: D",
+            "tokens": 4,
+            "seconds": 2.0,
+        },
+    }
+    scores = {s.name: s.correct for s in score_exact([record])}
+    assert scores["majority vote of the proposals"] == 1 and scores["MoA"] == 0
 
 
 def test_mmlu_is_read_from_the_installed_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,8 +113,8 @@ def test_mmlu_is_read_from_the_installed_package(tmp_path: Path, monkeypatch: py
     assert [q["id"] for q in everything] == ["mmlu-1", "mmlu-2", "mmlu-3"]  # the header row is left out
     assert everything[0]["answer"] == "C"
     assert (
-        everything[0]["question"]
-        == "Q0?\n\nA. w\nB. x\nC. y\nD. z\n\nAnswer with the letter of the correct choice."
+        everything[0]["question"] == "Q0?\n\nA. w\nB. x\nC. y\nD. z\n\n"
+        "Reply with the letter of the correct choice first, as 'Answer: X', then one sentence saying why."
     )
     sample = load_dataset("mmlu", limit=2)
     assert len(sample) == 2 and sample == load_dataset("mmlu", limit=2)  # a fixed sample
