@@ -10,8 +10,9 @@
   verbatim. A reply with no usable number falls back to the proposal that shares the most words with
   the others (recorded as ``fallback``). It cannot call tools.
 - ``"tally"`` (this project's): the paper's prompt, preceded by how many proposals give each distinct
-  final answer (the last number, else the last choice letter, else the last line), so that a small
-  aggregator sees the vote it would otherwise have to count itself.
+  final answer (``answers.final_answer``: a stated answer, else the last number, else the choice
+  letter, else the last line), so that a small aggregator sees the vote it would otherwise have to
+  count itself.
 - a function ``(conversation, proposals) -> answer`` (text or message, or an awaitable of one): your own.
 
 Every answer records what was done in ``response_metadata["moa"]["aggregation"]``.
@@ -28,9 +29,10 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
+from langchain_moa.answers import final_answer
 from langchain_moa.prompts import inject_references
 
-__all__ = ["STRATEGIES", "Plan", "final_answer", "pick", "plan"]
+__all__ = ["STRATEGIES", "Plan", "pick", "plan"]
 
 STRATEGIES = ("synthesize", "shuffle", "select", "tally")
 """The built-in aggregation strategies, by name."""
@@ -42,9 +44,6 @@ SELECT_PROMPT = (
 )
 """The ``select`` strategy's question to the aggregator (universal self-consistency)."""
 
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-_CHOICE = re.compile(r"\b([A-J])\b")
-
 
 @dataclass
 class Plan:
@@ -54,17 +53,6 @@ class Plan:
     record: dict[str, Any] = field(default_factory=dict)
     answer_is_reply: bool = True
     """Whether the aggregator's reply is the answer (else, ``select``, it names a proposal)."""
-
-
-def final_answer(text: str) -> str:
-    """A proposal's final answer, for counting agreement: its last number, else its last choice letter,
-    else its last non-empty line (lower case)."""
-    if numbers := _NUMBER.findall(text):
-        return numbers[-1].replace(",", "")
-    if letters := _CHOICE.findall(text):
-        return letters[-1]
-    lines = [line.strip().lower() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 def plan(

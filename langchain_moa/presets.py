@@ -23,6 +23,8 @@ class Preset:
     layers: int
     temperature: float | None = 0.7
     max_tokens: int | None = 512
+    aggregation: str = "synthesize"
+    """How the aggregator answers (see ``langchain_moa.aggregation``)."""
     needs: str = "TOGETHER_API_KEY"
     """What must be set up first: an environment variable or a ``pip install`` command."""
 
@@ -34,6 +36,7 @@ class Preset:
             "layers": self.layers,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
+            "aggregation": self.aggregation,
         }
 
 

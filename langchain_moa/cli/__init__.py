@@ -88,9 +88,10 @@ app.add_typer(eval_app, name="eval")
 @app.command("presets")
 def list_presets() -> None:
     """List the named configurations."""
-    rows = [[p.name, f"{p.layers} layers", "\n".join(p.proposers), p.aggregator, p.needs, p.description]
-            for p in PRESETS.values()]  # fmt: skip
-    print_table(consoles()[0], ["preset", "layers", "proposers", "aggregator", "needs", "description"], rows)
+    columns = ["preset", "layers", "proposers", "aggregator", "aggregation", "needs", "description"]
+    rows = [[p.name, f"{p.layers} layers", "\n".join(p.proposers), p.aggregator, p.aggregation, p.needs,
+             p.description] for p in PRESETS.values()]  # fmt: skip
+    print_table(consoles()[0], columns, rows)
 
 
 @app.command("graph")

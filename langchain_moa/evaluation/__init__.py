@@ -5,8 +5,9 @@ Every run is concurrent, shows its progress and resumes: rerun it with the same 
 does only what is missing (failed items are listed in ``<output>.failures.json`` and retried).
 """
 
+from langchain_moa.answers import normalize
 from langchain_moa.evaluation.data import load_alpaca_instructions, load_jsonl, load_mt_bench
-from langchain_moa.evaluation.exact import matches, normalize, run_exact, score_exact
+from langchain_moa.evaluation.exact import matches, run_exact, score_exact
 from langchain_moa.evaluation.generate import (
     MT_BENCH_TEMPERATURES,
     generate_alpaca_eval,

@@ -3,7 +3,7 @@
 One MoA run per question yields every configuration at once: each proposer alone (its layer-1
 proposal), the majority vote of the layer-1 proposals, and MoA itself; ``self_moa`` adds a Self-MoA of
 the first proposer. Answers are matched after normalisation: numbers by value (the last number in the
-answer), multiple-choice letters by :func:`choice_letter`, strings case- and
+answer), multiple-choice letters by ``answers.choice_letter``, strings case- and
 punctuation-insensitively. Each accuracy comes with its 95% interval, and each configuration is
 compared with the best single proposer and the majority vote by McNemar's exact test on the same
 questions.
@@ -22,6 +22,7 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 
 from langchain_moa import aggregation
+from langchain_moa.answers import NUMBER, choice_letter, last_number, normalize
 from langchain_moa.chat_models import MoAChatModel
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.evaluation.runner import Journal, failures_path, run_items
@@ -30,56 +31,23 @@ from langchain_moa.evaluation.statistics import mcnemar, wilson_interval
 __all__ = [
     "ConfigurationScore",
     "baselines",
-    "choice_letter",
     "matches",
-    "normalize",
     "run_exact",
     "run_strategies",
     "score_exact",
 ]
 
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-def _number(text: str) -> float | None:
-    found = _NUMBER.findall(text)
-    return float(found[-1].replace(",", "")) if found else None
-
-
-def normalize(text: str) -> str:
-    """Lower case, no punctuation or articles, single spaces."""
-    words = re.sub(r"[^\w\s]", " ", text.lower()).split()
-    return " ".join(w for w in words if w not in {"a", "an", "the"})
-
-
-# How an answer names its choice, most explicit first: "Answer: B" / "the correct choice is (B)", a line
-# starting "B." or "**B)**", and last any capital A-J standing alone, except the article "A" and the
-# pronoun "I" (followed by a word).
-_CHOICE_RULES = (
-    re.compile(r"(?i:answer|choice)(?:\s+(?i:is|would be))?\s*:?\s*[*(\[]*([A-J])\b"),
-    re.compile(r"^[\s*#>(\[-]*([A-J])[.):\]]", re.MULTILINE),
-    re.compile(r"\b(?![AI] [A-Za-z])([A-J])\b"),
-)
-
-
-def choice_letter(text: str) -> str | None:
-    """The choice letter an answer gives: the last one found by the most explicit rule that finds any."""
-    for rule in _CHOICE_RULES:
-        if found := rule.findall(text):
-            return str(found[-1])
-    return None
-
 
 def matches(prediction: str | None, gold: str) -> bool:
     """Whether ``prediction`` gives the ``gold`` answer (by value for numbers; for a multiple-choice
-    letter, by :func:`choice_letter`)."""
+    letter, by ``answers.choice_letter``)."""
     if prediction is None:
         return False
     if re.fullmatch(r"[A-J]", gold.strip()):
         return choice_letter(prediction) == gold.strip()
-    gold_number = _number(gold) if _NUMBER.fullmatch(gold.strip()) else None
+    gold_number = last_number(gold) if NUMBER.fullmatch(gold.strip()) else None
     if gold_number is not None:
-        return _number(prediction) == gold_number
+        return last_number(prediction) == gold_number
     gold_text, lines = (
         normalize(gold),
         [normalize(line) for line in prediction.strip().splitlines() if line.strip()],
@@ -91,12 +59,12 @@ def matches(prediction: str | None, gold: str) -> bool:
 
 def _vote(proposals: list[str | None], gold: str) -> str | None:
     """The most common answer among the proposals (numbers by value, choices by letter)."""
-    gold_is_number = _NUMBER.fullmatch(gold.strip()) is not None
+    gold_is_number = NUMBER.fullmatch(gold.strip()) is not None
     gold_is_choice = re.fullmatch(r"[A-J]", gold.strip()) is not None
 
     def key(text: str) -> Any:
         if gold_is_number:
-            return _number(text)
+            return last_number(text)
         if gold_is_choice:
             return choice_letter(text)
         return normalize(text)

@@ -39,6 +39,13 @@ def test_a_bad_value_fails_everywhere_with_the_same_message(field: str, value: A
         preset_fields("together", max_tokens=0)
 
 
+def test_presets_carry_an_aggregation_that_options_can_override() -> None:
+    assert preset_fields("local")["aggregation"] == "synthesize"
+    assert preset_fields("local", aggregation="tally")["aggregation"] == "tally"
+    with pytest.raises(MoAConfigError, match="aggregation must be one of 'synthesize', 'shuffle'"):
+        preset_fields("local", aggregation="vote")
+
+
 def test_a_served_configuration_is_checked_before_any_model_runs() -> None:
     with pytest.raises(MoAConfigError, match="max_tokens must be an integer >= 1 or None"):
         make_graph({"configurable": {"preset": "local", "max_tokens": "lots", "__is_for_execution__": False}})
