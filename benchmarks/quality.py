@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from langchain_moa.answers import final_answer
 from langchain_moa.evaluation.exact import baselines, score_exact
 
 
@@ -52,10 +54,52 @@ def table(path: Path) -> str:
     return "\n".join(lines)
 
 
+def sides(path: Path) -> str:
+    """Whom each aggregation sides with when the proposals disagree: the proposal shown in each position,
+    and another answer than a strict majority's (the position bias and vote-breaking that #12
+    reported)."""
+    records = _records(path)
+    runs: dict[str, list[tuple[list[str], str]]] = {}  # strategy -> (answers in shown order, its answer)
+    for record in records:
+        shown = [final_answer(t) for t in record["moa"]["final"]]
+        if len(set(shown)) < 2:
+            continue
+        runs.setdefault("synthesize", []).append((shown, final_answer(record["moa"]["text"])))
+        for strategy, result in record["strategies"].items():
+            order = result["note"].get("order") or range(1, len(shown) + 1)
+            runs.setdefault(strategy, []).append(
+                ([shown[i - 1] for i in order], final_answer(result["text"]))
+            )
+    width = max((len(shown) for cases in runs.values() for shown, _ in cases), default=0)
+    lines = [
+        "| aggregation | questions with disagreeing proposals | "
+        + " | ".join(f"same answer as position {i + 1}" for i in range(width))
+        + " | another answer than a strict majority's |",
+        "|---|---|" + "---|" * width + "---|",
+    ]
+    for strategy, cases in runs.items():
+        positions = [
+            sum(len(shown) > i and answer == shown[i] for shown, answer in cases) for i in range(width)
+        ]
+        overruled = [(shown, answer) for shown, answer in cases if _majority(shown)]
+        against = sum(answer != _majority(shown) for shown, answer in overruled)
+        lines.append(
+            f"| {strategy} | {len(cases)} | "
+            + " | ".join(str(n) for n in positions)
+            + f" | {against} of {len(overruled)} |"
+        )
+    return "\n".join(lines)
+
+
+def _majority(answers: list[str]) -> str | None:
+    (top, count), *_ = Counter(answers).most_common(1)
+    return top if count * 2 > len(answers) else None
+
+
 def main() -> None:
     for argument in sys.argv[1:]:
         name, _, path = argument.partition("=")
-        print(f"### {name}\n\n{table(Path(path))}\n")
+        print(f"### {name}\n\n{table(Path(path))}\n\n{sides(Path(path))}\n")
 
 
 if __name__ == "__main__":

@@ -45,3 +45,6 @@ def test_the_quality_tables_read_an_exact_run_and_its_strategies(tmp_path: Path)
     assert "| MoA | 0.0% (0.0%-79.3%) | 0/1 |" in table
     assert "| MoA (tally) | 100.0% (20.7%-100.0%) | 1/1 |" in table
     assert "| majority vote of the proposals | 100.0%" in table
+    sides = quality.sides(output)
+    assert "| synthesize | 1 | 1 | 0 | 0 | 1 of 1 |" in sides  # sided with position 1, against the majority
+    assert "| tally | 1 | 0 | 1 | 1 | 0 of 1 |" in sides
