@@ -13,6 +13,10 @@
   final answer (``answers.final_answer``: a stated answer, else the last number, else the choice
   letter, else the last line), so that a small aggregator sees the vote it would otherwise have to
   count itself.
+- ``"majority"`` (this project's): when a strict majority of the proposals give the same final answer,
+  the first of them is the answer, verbatim, and the aggregator is not called; otherwise the paper's
+  prompt. It is the majority vote where the vote is clear and the aggregator where it is not. It
+  cannot call tools (a settled answer would skip them).
 - a function ``(conversation, proposals) -> answer`` (text or message, or an awaitable of one): your own.
 
 Every answer records what was done in ``response_metadata["moa"]["aggregation"]``.
@@ -34,7 +38,7 @@ from langchain_moa.prompts import inject_references
 
 __all__ = ["STRATEGIES", "Plan", "pick", "plan"]
 
-STRATEGIES = ("synthesize", "shuffle", "select", "tally")
+STRATEGIES = ("synthesize", "shuffle", "select", "tally", "majority")
 """The built-in aggregation strategies, by name."""
 
 SELECT_PROMPT = (
@@ -53,6 +57,8 @@ class Plan:
     record: dict[str, Any] = field(default_factory=dict)
     answer_is_reply: bool = True
     """Whether the aggregator's reply is the answer (else, ``select``, it names a proposal)."""
+    settled: str | None = None
+    """The answer when no aggregator call is needed (``majority`` with a strict majority)."""
 
 
 def plan(
@@ -71,6 +77,14 @@ def plan(
         votes = ", ".join(f"{answer!r} ({n} of {len(references)})" for answer, n in counts.most_common())
         preamble = f"The responses' final answers, with how many responses give each: {votes}.\n\n"
         return Plan(inject_references(conversation, preamble + prompt, references), {"strategy": strategy})
+    if strategy == "majority":
+        answers = [final_answer(r) for r in references]
+        top, count = Counter(answers).most_common(1)[0]
+        vote = {"strategy": strategy, "agreeing": count, "of": len(answers)}
+        if top and count * 2 > len(answers):
+            chosen = answers.index(top)
+            return Plan([], vote | {"chosen": chosen + 1}, settled=references[chosen])
+        return Plan(inject_references(conversation, prompt, references), dict(vote))
     return Plan(inject_references(conversation, prompt, references), {"strategy": "synthesize"})
 
 
@@ -110,6 +124,8 @@ async def aggregate_once(
     graph, and every strategy when ``moa eval exact`` compares them on the proposals it journalled.
     Returns the answer, its record and the aggregator's usage."""
     request = plan(strategy, conversation, references, prompt, rng)
+    if request.settled is not None:
+        return request.settled, request.record, None
     reply = await model.ainvoke(request.messages, **kwargs)
     usage = getattr(reply, "usage_metadata", None)
     if request.answer_is_reply:

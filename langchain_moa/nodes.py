@@ -240,7 +240,7 @@ class AggregatorNode:
         model: ChatRunnable = self.model
         strategy = settings.options.aggregation
         if "tools" in kwargs:
-            if strategy == "select" or callable(strategy):
+            if strategy in ("select", "majority") or callable(strategy):
                 msg = (
                     f"aggregation={aggregation.describe(strategy)!r} answers with text and cannot call tools"
                 )
@@ -276,10 +276,14 @@ class AggregatorNode:
                         strategy, state["messages"], references, settings.options.aggregator_prompt, self.rng
                     )
                     record = plan.record
-                    async for chunk in model.astream(plan.messages, config, **kwargs):
-                        chunk = as_chunk(chunk)  # a model without streaming yields one whole AIMessage
-                        chunks.append(chunk)
-                        emit(Token(chunk=chunk))
+                    if plan.settled is not None:  # no aggregator call needed (``majority``)
+                        chunks.append(AIMessageChunk(content=plan.settled))
+                        emit(Token(chunk=chunks[-1]))
+                    else:
+                        async for chunk in model.astream(plan.messages, config, **kwargs):
+                            chunk = as_chunk(chunk)  # a model without streaming yields one whole AIMessage
+                            chunks.append(chunk)
+                            emit(Token(chunk=chunk))
         except AggregatorError:
             raise
         except Exception as error:

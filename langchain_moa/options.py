@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from langchain_moa.aggregation import STRATEGIES
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.prompts import AGGREGATOR_PROMPT
 
@@ -139,14 +140,15 @@ class MoAOptions(BaseModel):
     aggregation: Annotated[
         Any,
         _rule(
-            lambda v: v in ("synthesize", "shuffle", "select", "tally") or callable(v),
-            "one of 'synthesize', 'shuffle', 'select', 'tally', or a function (conversation, proposals)",
+            lambda v: v in STRATEGIES or callable(v),
+            f"one of {', '.join(map(repr, STRATEGIES))}, or a function (conversation, proposals)",
             none=False,
         ),
     ] = "synthesize"
     """How the aggregator turns the proposals into the answer: ``"synthesize"`` (the paper's prompt),
     ``"shuffle"`` (the same, proposals in a random order), ``"select"`` (the most consistent proposal,
-    verbatim), ``"tally"`` (the paper's prompt with the vote count), or your own function. See
+    verbatim), ``"tally"`` (the paper's prompt with the vote count), ``"majority"`` (a strict
+    majority's proposal verbatim, else the paper's prompt), or your own function. See
     ``langchain_moa.aggregation``."""
     seed: Annotated[int | None, _rule(_is_int, "an integer or None")] = None
     """Seed of the random orders of ``aggregation="shuffle"`` (``None``: a fresh order every run)."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from langchain_moa.aggregation import STRATEGIES
 from langchain_moa.cli.ask import build_model
 from langchain_moa.cli.options import ModelChoice, model_options
 from langchain_moa.cli.output import consoles, fail, plain, print_table
@@ -216,8 +217,8 @@ def exact_match(
         str | None,
         typer.Option(
             "--strategies",
-            help="Also score these aggregations (comma separated: shuffle, select, tally, synthesize) on the "
-            "same proposals: only the aggregator runs again.",
+            help=f"Also score these aggregations (comma separated: {', '.join(STRATEGIES)}) on the same "
+            "proposals: only the aggregator runs again.",
         ),
     ] = None,
     output: OutputOpt = Path("exact_results.jsonl"),

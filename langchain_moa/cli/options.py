@@ -20,6 +20,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from langchain_moa.aggregation import STRATEGIES
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.options import describe
 from langchain_moa.presets import preset_fields
@@ -62,7 +63,7 @@ class ModelChoice:
     num_proc: Annotated[int | None, typer.Option("--num-proc", help=describe("max_concurrency"))] = None
     aggregation: Annotated[
         str | None,
-        typer.Option(help="How the aggregator answers: synthesize (default), shuffle, select, tally."),
+        typer.Option(help=f"How the aggregator answers: {', '.join(STRATEGIES)} (default: synthesize)."),
     ] = None
 
     def preset_name(self) -> str:

@@ -88,6 +88,29 @@ def test_tally_tells_the_aggregator_how_many_proposals_give_each_answer() -> Non
     assert _references(prompt) == IDEAS
 
 
+def test_majority_returns_a_strict_majoritys_proposal_verbatim_without_the_aggregator() -> None:
+    aggregator = ScriptedChatModel(answer="unused")
+    moa, _ = _moa(aggregator, aggregation="majority")
+    result = moa.invoke("What is 6*7?")
+    assert result.text == "It is 42."  # the first of the two proposals answering 42
+    assert aggregator.calls == []
+    assert result.response_metadata["moa"]["aggregation"] == {
+        "strategy": "majority",
+        "agreeing": 2,
+        "of": 3,
+        "chosen": 1,
+    }
+
+
+def test_majority_without_a_strict_majority_asks_the_paper_prompt() -> None:
+    aggregator = ScriptedChatModel(answer="It is 42.")
+    proposers = [ScriptedChatModel(answer=a) for a in ("Answer: A", "Answer: B", "Answer: C", "Answer: A")]
+    result = MoAChatModel(proposers=proposers, aggregator=aggregator, aggregation="majority").invoke("Q")
+    assert aggregator.calls[0]["messages"][0].content.startswith(AGGREGATOR_PROMPT)  # 2 of 4 is no majority
+    assert result.text == "It is 42."
+    assert result.response_metadata["moa"]["aggregation"] == {"strategy": "majority", "agreeing": 2, "of": 4}
+
+
 @pytest.mark.parametrize("asynchronous", [False, True])
 def test_a_custom_aggregation_gets_the_conversation_and_the_proposals(asynchronous: bool) -> None:
     seen: list[Any] = []
@@ -109,14 +132,18 @@ def test_a_custom_aggregation_gets_the_conversation_and_the_proposals(asynchrono
     assert aggregator.calls == []  # the custom function is the aggregation
 
 
-def test_an_unknown_strategy_lists_the_choices_and_select_refuses_tools() -> None:
+def test_an_unknown_strategy_lists_the_choices_and_select_and_majority_refuse_tools() -> None:
     with pytest.raises(
-        MoAConfigError, match="aggregation must be one of 'synthesize', 'shuffle', 'select', 'tally'"
+        MoAConfigError,
+        match="aggregation must be one of 'synthesize', 'shuffle', 'select', 'tally', 'majority'",
     ):
         _moa(ScriptedChatModel(), aggregation="vote")
     moa, _ = _moa(ScriptedChatModel(answer="1"), aggregation="select")
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
     with pytest.raises(AggregatorError, match="aggregation='select' answers with text and cannot call tools"):
+        moa.bind_tools([tool]).invoke("Q")
+    moa, _ = _moa(ScriptedChatModel(answer="1"), aggregation="majority")
+    with pytest.raises(AggregatorError, match="aggregation='majority' answers with text"):
         moa.bind_tools([tool]).invoke("Q")
 
 
@@ -153,16 +180,18 @@ def test_exact_compares_strategies_on_the_same_proposals(
         "".join(json.dumps({"question": f"6*7? ({i})", "answer": "42"}) + "\n" for i in range(4))
     )
     args = ["eval", "exact", "--questions", str(questions), "-o", str(tmp_path / "out.jsonl"), "--quiet",
-            "--reference-models", "p1,p2,p3", "--aggregator", "agg", "--strategies", "select,tally"]  # fmt: skip
+            "--reference-models", "p1,p2,p3", "--aggregator", "agg", "--strategies", "select,tally,majority"]  # fmt: skip
     result = CliRunner().invoke(cli.app, args)
     assert result.exit_code == 0, result.output
     rows = {line.split("\t")[0]: line.split("\t") for line in result.stdout.splitlines()}
     assert rows["MoA"][1].startswith("0.0%") and rows["MoA (select)"][1].startswith("100.0%")
     assert rows["MoA (tally)"][1].startswith("0.0%")
+    assert rows["MoA (majority)"][1].startswith("100.0%")  # 2 of 3 say 42: settled without the aggregator
     # Paired with the majority vote (right on all 4): MoA's 4 misses give p = 2 * 0.5**4.
     assert rows["MoA"][4] == "-100.0 pts (p=0.12)" and rows["MoA (select)"][4] == "+0.0 pts (p=1.00)"
     assert sum(len(m.calls) for name in ("p1", "p2", "p3") for m in made[name]) == 12  # proposals made once
     rerun = CliRunner().invoke(cli.app, args)  # resumes: nothing runs again
+    # MoA, select and tally asked the aggregator 4 times each; majority never did.
     assert rerun.exit_code == 0 and sum(len(m.calls) for m in made["agg"]) == 4 + 8
 
 
