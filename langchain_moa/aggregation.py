@@ -79,7 +79,7 @@ def plan(
         return Plan(inject_references(conversation, preamble + prompt, references), {"strategy": strategy})
     if strategy == "majority":
         answers = [final_answer(r) for r in references]
-        top, count = Counter(answers).most_common(1)[0]
+        top, count = Counter(answers).most_common(1)[0] if answers else ("", 0)
         vote = {"strategy": strategy, "agreeing": count, "of": len(answers)}
         if top and count * 2 > len(answers):
             chosen = answers.index(top)
