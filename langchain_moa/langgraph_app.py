@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, create_model
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.graph import MoAGraph, build_moa_graph
 from langchain_moa.models import split_model_string
+from langchain_moa.aggregation import STRATEGIES
 from langchain_moa.options import MoAOptions, option_names
 from langchain_moa.presets import PRESETS, preset_fields
 
@@ -38,7 +39,7 @@ def _served(name: str) -> tuple[Any, Any]:
     served_types: dict[str, Any] = {
         "proposers": list[str],
         "aggregator": str,
-        "aggregation": Literal["synthesize", "shuffle", "select", "tally"],  # a function cannot travel
+        "aggregation": Literal[STRATEGIES],  # a function cannot travel
     }
     annotation: Any = served_types.get(name, field.annotation)
     return annotation | None, Field(default=None, description=field.description)

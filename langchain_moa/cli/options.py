@@ -93,16 +93,16 @@ class ModelChoice:
         from langchain_moa.presets import get_preset
 
         fields, preset = self.model_fields(), get_preset(self.preset_name())
-        if (fields["proposers"], fields["aggregator"], fields["layers"], fields.get("aggregation")) == (
+        if (fields["proposers"], fields["aggregator"], fields["layers"], fields["aggregation"]) == (
             list(preset.proposers),
             preset.aggregator,
             preset.layers,
-            None,
+            preset.aggregation,
         ):
             return f"moa-{preset.name}"
         aggregator = split_model_string(fields["aggregator"])[1].rsplit("/", 1)[-1].lower().replace(":", "-")
         what = [fields.get(k) for k in ("proposers", "aggregator", "layers", "temperature", "max_tokens")]
-        if fields.get("aggregation"):  # the paper's own way adds nothing to the name
+        if fields["aggregation"] != "synthesize":  # the paper's own way adds nothing to the name
             what.append(fields["aggregation"])
         digest = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:6]
         return f"moa-{aggregator}-{len(fields['proposers'])}p-{fields['layers']}l-{digest}"

@@ -231,6 +231,17 @@ def test_option_values_map_to_model_fields(monkeypatch: pytest.MonkeyPatch) -> N
     assert fields["aggregator"] == "Qwen/Qwen2.5-72B-Instruct-Turbo"
 
 
+def test_a_run_is_named_after_its_preset_unless_an_option_changes_what_runs() -> None:
+    assert ModelChoice(preset="local").configuration_name() == "moa-local"
+    assert ModelChoice(preset="local", num_proc=2).configuration_name() == "moa-local"  # speed only
+    tallied = ModelChoice(preset="local", aggregation="tally").configuration_name()
+    layered = ModelChoice(preset="local", layers=3).configuration_name()
+    assert tallied.startswith("moa-qwen2.5-coder-0.5b-3p-2l-") and layered.startswith(
+        "moa-qwen2.5-coder-0.5b-3p-3l-"
+    )
+    assert tallied != ModelChoice(preset="local", aggregation="majority").configuration_name()
+
+
 def test_chat_thread_is_resumed_by_a_later_chat(
     models: Models, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
