@@ -61,10 +61,12 @@ def sides(path: Path) -> str:
     records = _records(path)
     runs: dict[str, list[tuple[list[str], str]]] = {}  # strategy -> (answers in shown order, its answer)
     for record in records:
-        shown = [final_answer(t) for t in record["moa"]["final"]]
+        moa = record["moa"]
+        # What the aggregator was shown, as ``moa eval exact --strategies`` shows it (failed ones left out).
+        shown = [final_answer(t) for t in moa.get("final", [p["text"] for p in moa["proposals"]]) if t]
         if len(set(shown)) < 2:
             continue
-        runs.setdefault("synthesize", []).append((shown, final_answer(record["moa"]["text"])))
+        runs.setdefault("MoA", []).append((shown, final_answer(moa["text"])))
         for strategy, result in record["strategies"].items():
             order = result["note"].get("order") or range(1, len(shown) + 1)
             runs.setdefault(strategy, []).append(

@@ -13,10 +13,12 @@
   final answer (``answers.final_answer``: a stated answer, else the last number, else the choice
   letter, else the last line), so that a small aggregator sees the vote it would otherwise have to
   count itself.
-- ``"majority"`` (this project's): when a strict majority of the proposals give the same final answer,
-  the first of them is the answer, verbatim, and the aggregator is not called; otherwise the paper's
-  prompt. It is the majority vote where the vote is clear and the aggregator where it is not. It
-  cannot call tools (a settled answer would skip them).
+- ``"majority"`` (this project's): when a strict majority of the proposers state the same answer
+  ("Answer: B", "the answer is 42", ``\boxed{42}``: ``answers.stated_answer``), the first of those
+  proposals is the answer, verbatim, and the aggregator is not called; otherwise the paper's prompt.
+  It is the majority vote where the vote is clear and the aggregator where it is not; it is meant for
+  questions with one short answer (open-ended proposals state none, so they are always synthesised).
+  It cannot call tools (a settled answer would skip them).
 - a function ``(conversation, proposals) -> answer`` (text or message, or an awaitable of one): your own.
 
 Every answer records what was done in ``response_metadata["moa"]["aggregation"]``.
@@ -33,7 +35,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from langchain_moa.answers import final_answer
+from langchain_moa.answers import final_answer, stated_answer
 from langchain_moa.prompts import inject_references
 
 __all__ = ["STRATEGIES", "Plan", "pick", "plan"]
@@ -62,9 +64,17 @@ class Plan:
 
 
 def plan(
-    strategy: str, conversation: Sequence[BaseMessage], references: list[str], prompt: str, rng: random.Random
+    strategy: str,
+    conversation: Sequence[BaseMessage],
+    references: list[str],
+    prompt: str,
+    rng: random.Random,
+    *,
+    voters: int | None = None,
 ) -> Plan:
-    """The aggregator's request for a built-in ``strategy`` (``prompt``: the aggregate-and-synthesize one)."""
+    """The aggregator's request for a built-in ``strategy`` (``prompt``: the aggregate-and-synthesize one).
+    ``voters``: how many proposers were asked, of whom ``majority`` needs more than half (default: one
+    per reference; a failed proposer counts as not agreeing)."""
     if strategy == "shuffle":
         order = rng.sample(range(len(references)), len(references))
         shuffled = [references[i] for i in order]
@@ -78,12 +88,14 @@ def plan(
         preamble = f"The responses' final answers, with how many responses give each: {votes}.\n\n"
         return Plan(inject_references(conversation, preamble + prompt, references), {"strategy": strategy})
     if strategy == "majority":
-        answers = [final_answer(r) for r in references]
-        top, count = Counter(answers).most_common(1)[0] if answers else ("", 0)
-        vote = {"strategy": strategy, "agreeing": count, "of": len(answers)}
-        if top and count * 2 > len(answers):
+        answers = [stated_answer(r) for r in references]
+        counts = Counter(a for a in answers if a is not None)
+        top, count = counts.most_common(1)[0] if counts else (None, 0)
+        voting = voters or len(references)
+        vote = {"strategy": strategy, "agreeing": count, "of": voting}
+        if count * 2 > voting:
             chosen = answers.index(top)
-            return Plan([], vote | {"chosen": chosen + 1}, settled=references[chosen])
+            return Plan([], vote | {"answer": top, "chosen": chosen + 1}, settled=references[chosen])
         return Plan(inject_references(conversation, prompt, references), dict(vote))
     return Plan(inject_references(conversation, prompt, references), {"strategy": "synthesize"})
 
@@ -118,12 +130,13 @@ async def aggregate_once(
     *,
     prompt: str,
     rng: random.Random,
+    voters: int | None = None,
     **kwargs: Any,
 ) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
-    """One aggregation of given proposals with one aggregator reply, not streamed: ``select`` in the
-    graph, and every strategy when ``moa eval exact`` compares them on the proposals it journalled.
-    Returns the answer, its record and the aggregator's usage."""
-    request = plan(strategy, conversation, references, prompt, rng)
+    """One aggregation of given proposals with at most one aggregator reply, not streamed: ``select``
+    in the graph, and every strategy when ``moa eval exact`` compares them on the proposals it
+    journalled. Returns the answer, its record and the aggregator's usage (``None`` if not called)."""
+    request = plan(strategy, conversation, references, prompt, rng, voters=voters)
     if request.settled is not None:
         return request.settled, request.record, None
     reply = await model.ainvoke(request.messages, **kwargs)

@@ -24,10 +24,10 @@ from langchain_core.outputs import ChatResult
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field, create_model
 
+from langchain_moa.aggregation import STRATEGIES
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.graph import MoAGraph, build_moa_graph
 from langchain_moa.models import split_model_string
-from langchain_moa.aggregation import STRATEGIES
 from langchain_moa.options import MoAOptions, option_names
 from langchain_moa.presets import PRESETS, preset_fields
 

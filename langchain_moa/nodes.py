@@ -273,8 +273,9 @@ class AggregatorNode:
                     emit(Token(chunk=chunks[-1]))
                 else:
                     plan = aggregation.plan(
-                        strategy, state["messages"], references, settings.options.aggregator_prompt, self.rng
-                    )
+                        strategy, state["messages"], references, settings.options.aggregator_prompt, self.rng,
+                        voters=len(reused if reused is not None else self.references_from),
+                    )  # fmt: skip
                     record = plan.record
                     if plan.settled is not None:  # no aggregator call needed (``majority``)
                         chunks.append(AIMessageChunk(content=plan.settled))

@@ -22,7 +22,7 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 
 from langchain_moa import aggregation
-from langchain_moa.answers import NUMBER, choice_letter, last_number, normalize
+from langchain_moa.answers import NUMBER, choice_letter, normalize, number_answer
 from langchain_moa.chat_models import MoAChatModel
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.evaluation.runner import Journal, failures_path, run_items
@@ -45,9 +45,9 @@ def matches(prediction: str | None, gold: str) -> bool:
         return False
     if re.fullmatch(r"[A-J]", gold.strip()):
         return choice_letter(prediction) == gold.strip()
-    gold_number = last_number(gold) if NUMBER.fullmatch(gold.strip()) else None
+    gold_number = number_answer(gold) if NUMBER.fullmatch(gold.strip()) else None
     if gold_number is not None:
-        return last_number(prediction) == gold_number
+        return number_answer(prediction) == gold_number
     gold_text, lines = (
         normalize(gold),
         [normalize(line) for line in prediction.strip().splitlines() if line.strip()],
@@ -64,7 +64,7 @@ def _vote(proposals: list[str | None], gold: str) -> str | None:
 
     def key(text: str) -> Any:
         if gold_is_number:
-            return last_number(text)
+            return number_answer(text)
         if gold_is_choice:
             return choice_letter(text)
         return normalize(text)
@@ -167,6 +167,7 @@ async def run_strategies(
             strategy,
             prompt=moa.aggregator_prompt,
             rng=random.Random(f"{moa.seed}-{record['id']}"),
+            voters=len(moa_record.get("final", moa_record["proposals"])),
             **sampling,
         )
         proposal_tokens = sum(p["tokens"] for p in moa_record["proposals"])

@@ -90,16 +90,45 @@ def test_tally_tells_the_aggregator_how_many_proposals_give_each_answer() -> Non
 
 def test_majority_returns_a_strict_majoritys_proposal_verbatim_without_the_aggregator() -> None:
     aggregator = ScriptedChatModel(answer="unused")
-    moa, _ = _moa(aggregator, aggregation="majority")
-    result = moa.invoke("What is 6*7?")
-    assert result.text == "It is 42."  # the first of the two proposals answering 42
+    answers = ("I get 41.", "6 times 7: the answer is 42.", "Answer: 41", "**Answer:** 42", "\\boxed{42}")
+    proposers = [ScriptedChatModel(answer=a) for a in answers]
+    result = MoAChatModel(proposers=proposers, aggregator=aggregator, aggregation="majority").invoke("6*7?")
+    assert result.text == "6 times 7: the answer is 42."  # the first of the three stating 42
     assert aggregator.calls == []
     assert result.response_metadata["moa"]["aggregation"] == {
         "strategy": "majority",
-        "agreeing": 2,
-        "of": 3,
-        "chosen": 1,
+        "agreeing": 3,
+        "of": 5,
+        "answer": "42",
+        "chosen": 2,
     }
+
+
+def test_a_settled_majority_streams_its_answer() -> None:
+    proposers = [ScriptedChatModel(answer=a) for a in ("Answer: B, Paris.", "Answer: B", "Answer: C")]
+    moa = MoAChatModel(proposers=proposers, aggregator=ScriptedChatModel(), aggregation="majority")
+    assert "".join(chunk.text for chunk in moa.stream("Capital?")) == "Answer: B, Paris."
+
+    async def streamed() -> str:
+        return "".join([chunk.text async for chunk in moa.astream("Capital?")])
+
+    assert asyncio.run(streamed()) == "Answer: B, Paris."
+
+
+def test_majority_needs_more_than_half_of_the_proposers_not_of_the_survivors() -> None:
+    aggregator = ScriptedChatModel(answer="synthesised")
+    proposers = [ScriptedChatModel(answer="Answer: 42"), ScriptedChatModel(error=RuntimeError("down"))]
+    proposers.append(ScriptedChatModel(error=RuntimeError("down")))
+    moa = MoAChatModel(proposers=proposers, aggregator=aggregator, aggregation="majority", min_proposals=1)
+    result = moa.invoke("6*7?")
+    assert result.text == "synthesised"  # 1 of the 3 proposers is no majority
+    assert result.response_metadata["moa"]["aggregation"] == {"strategy": "majority", "agreeing": 1, "of": 3}
+
+
+def test_majority_never_settles_open_ended_proposals() -> None:
+    aggregator = ScriptedChatModel(answer="synthesised")
+    moa, _ = _moa(aggregator, aggregation="majority")  # IDEAS state no answer, though two end in 42
+    assert moa.invoke("6*7?").text == "synthesised"
 
 
 def test_majority_without_a_strict_majority_asks_the_paper_prompt() -> None:
@@ -170,7 +199,9 @@ def test_exact_compares_strategies_on_the_same_proposals(
                 respond=lambda m, k: "1" if "number of that response" in m[0].text else "41"
             )
         else:
-            model = ScriptedChatModel(answer={"p1": "42", "p2": "42", "p3": "41"}[spec])
+            model = ScriptedChatModel(
+                answer={"p1": "The answer is 42.", "p2": "Answer: 42", "p3": "Answer: 41"}[spec]
+            )
         made.setdefault(spec, []).append(model)
         return model
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from langchain_moa.answers import choice_letter, final_answer, last_number
+from langchain_moa.answers import choice_letter, final_answer, number_answer, stated_answer
 
 
 @pytest.mark.parametrize(
@@ -14,6 +14,8 @@ from langchain_moa.answers import choice_letter, final_answer, last_number
         ("The correct choice is:\n\n**B**. Human", "B"),
         ("Option A is wrong.\nD. Orangutan", "D"),
         ("B is correct", "B"),
+        ("A is correct.", "A"),
+        ("**Answer:** B\nBecause C is wrong.", "B"),
         ("A or maybe C", "C"),
         ("A Hermitian operator is self-adjoint", None),
         ("I think so", None),
@@ -31,6 +33,9 @@ def test_choice_letter_prefers_the_most_explicit_form(text: str, letter: str | N
         ("6 times 7: the answer is 42. Check: 42 / 6 = 7", "42"),
         ("So she pays 1,024 dollars.", "1024"),
         ("B. Paris", "B"),
+        ("C. 12 m/s", "C"),  # a labelled choice before a number
+        ("The answer is 6 * 7 = 42.", "42"),
+        ("1,024.0 in all", "1024"),
         ("Paris\n\nThe Capital", "the capital"),
         ("", ""),
     ],
@@ -39,6 +44,26 @@ def test_final_answer_reads_a_stated_answer_first(text: str, answer: str) -> Non
     assert final_answer(text) == answer
 
 
-def test_last_number_reads_the_value() -> None:
-    assert last_number("from 3 to 1,024.5 apples") == 1024.5
-    assert last_number("none") is None
+def test_number_answer_reads_a_stated_number_else_the_last_by_value() -> None:
+    assert number_answer("from 3 to 1,024.5 apples") == 1024.5
+    assert number_answer("The answer is 12. Check: 12 * 2 = 24") == 12
+    assert number_answer("none") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "stated"),
+    [
+        ("**Answer**: B\n\nUnlike D", "B"),
+        ("**Answer:** B\nBecause C is wrong.", "B"),
+        ("Answer: C\n\nChoice A is wrong", "C"),
+        ("The answer should be C because", "C"),
+        ("so \\boxed{42}", "42"),
+        ("The answer is $1,024.00.", "1024"),
+        ("Answer: -3", "-3"),
+        ("The answer is 6 * 7 = 42.", None),  # a sum, not an answer
+        ("The answer choice D is a distractor", None),
+        ("1. Breathe\n2. Walk\n3. Sleep", None),
+    ],
+)
+def test_stated_answer_reads_only_what_the_text_states(text: str, stated: str | None) -> None:
+    assert stated_answer(text) == stated

@@ -39,12 +39,17 @@ def test_the_quality_tables_read_an_exact_run_and_its_strategies(tmp_path: Path)
               "proposals": proposals, "final": ["A", "B", "B"]}}  # fmt: skip
     output = tmp_path / "run.jsonl"
     output.write_text(json.dumps(record) + "\n")
-    strategy = {"key": "q1|tally", "text": "B", "note": {}, "tokens": 22, "seconds": 2.5}
-    (tmp_path / "run.jsonl.strategies.jsonl").write_text(json.dumps(strategy) + "\n")
+    strategies = [
+        {"key": "q1|tally", "text": "B", "note": {}, "tokens": 22, "seconds": 2.5},
+        # shown in the order 3, 1, 2: "B", "A", "B"
+        {"key": "q1|shuffle", "text": "A", "note": {"order": [3, 1, 2]}, "tokens": 22, "seconds": 2.5},
+    ]
+    (tmp_path / "run.jsonl.strategies.jsonl").write_text("".join(json.dumps(s) + "\n" for s in strategies))
     table = quality.table(output)
     assert "| MoA | 0.0% (0.0%-79.3%) | 0/1 |" in table
     assert "| MoA (tally) | 100.0% (20.7%-100.0%) | 1/1 |" in table
     assert "| majority vote of the proposals | 100.0%" in table
     sides = quality.sides(output)
-    assert "| synthesize | 1 | 1 | 0 | 0 | 1 of 1 |" in sides  # sided with position 1, against the majority
+    assert "| MoA | 1 | 1 | 0 | 0 | 1 of 1 |" in sides  # sided with position 1, against the majority
     assert "| tally | 1 | 0 | 1 | 1 | 0 of 1 |" in sides
+    assert "| shuffle | 1 | 0 | 1 | 0 | 1 of 1 |" in sides  # position 2 showed proposal 1
