@@ -2,9 +2,9 @@
 
 One MoA run per question yields every configuration at once: each proposer alone (its layer-1
 proposal), the majority vote of the layer-1 proposals, and MoA itself; ``self_moa`` adds a Self-MoA of
-the first proposer. Answers are matched after normalisation: numbers by value (the last number in the
-answer), multiple-choice letters by ``answers.choice_letter``, strings case- and
-punctuation-insensitively. Each accuracy comes with its 95% interval, and each configuration is
+the first proposer. Answers are matched after normalisation: numbers by value (a stated number, else
+the last one: ``answers.number_answer``), multiple-choice letters by ``answers.choice_letter``, strings
+case- and punctuation-insensitively. Each accuracy comes with its 95% interval, and each configuration is
 compared with the best single proposer and the majority vote by McNemar's exact test on the same
 questions.
 """
