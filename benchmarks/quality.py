@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_moa.answers import final_answer
-from langchain_moa.evaluation.exact import baselines, score_exact
+from langchain_moa.evaluation.exact import REPORT_HEADER, report, score_exact
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
@@ -37,20 +37,8 @@ def _records(path: Path) -> list[dict[str, Any]]:
 
 
 def table(path: Path) -> str:
-    records = _records(path)
-    scores = score_exact(records)
-    best, vote = baselines(scores)
-    lines = [
-        "| configuration | accuracy (95% interval) | correct | vs best proposer | vs majority vote | tokens/question | seconds/question |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for s in scores:
-        low, high = s.interval
-        lines.append(
-            f"| {s.name} | {s.accuracy:.1%} ({low:.1%}-{high:.1%}) | {s.correct}/{s.total} | "
-            f"{s.against(best) if best else '-'} | {s.against(vote) if vote else '-'} | "
-            f"{s.tokens / max(s.total, 1):.0f} | {s.seconds / max(s.total, 1):.1f} |"
-        )
+    lines = ["| " + " | ".join(REPORT_HEADER) + " |", "|---" * len(REPORT_HEADER) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in report(score_exact(_records(path)))]
     return "\n".join(lines)
 
 

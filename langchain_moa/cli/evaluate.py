@@ -261,16 +261,7 @@ def exact_match(
             )
         )
     scores = exact.score_exact(records)
-    best, vote = exact.baselines(scores)
-    header = ["configuration", "accuracy (95% interval)", "correct", "vs best proposer", "vs majority vote",
-              "tokens/question", "seconds/question"]  # fmt: skip
-    rows = [
-        [s.name, f"{s.accuracy:.1%} ({s.interval[0]:.1%}-{s.interval[1]:.1%})", f"{s.correct}/{s.total}",
-         s.against(best) if best else "-", s.against(vote) if vote else "-",
-         f"{s.tokens / max(s.total, 1):.0f}", f"{s.seconds / max(s.total, 1):.2f}"]
-        for s in scores
-    ]  # fmt: skip
-    print_table(consoles()[0], header, rows, f"{len(records)} questions")
+    print_table(consoles()[0], exact.REPORT_HEADER, exact.report(scores), f"{len(records)} questions")
     if plot_path is not None:
         _guard(exact.plot, scores, plot_path)
     _report_failures(output)

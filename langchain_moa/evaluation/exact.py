@@ -32,6 +32,7 @@ __all__ = [
     "ConfigurationScore",
     "baselines",
     "matches",
+    "report",
     "run_exact",
     "run_strategies",
     "score_exact",
@@ -235,6 +236,22 @@ def baselines(
     best = max(proposers, key=lambda s: s.correct, default=None)
     vote = next((s for s in scores if s.name == "majority vote of the proposals"), None)
     return best, vote
+
+
+REPORT_HEADER = ["configuration", "accuracy (95% interval)", "correct", "vs best proposer",
+                 "vs majority vote", "tokens/question", "seconds/question"]  # fmt: skip
+"""The columns of :func:`report`."""
+
+
+def report(scores: list[ConfigurationScore]) -> list[list[str]]:
+    """One row per configuration under :data:`REPORT_HEADER` (the CLI's table and QUALITY.md's)."""
+    best, vote = baselines(scores)
+    return [
+        [s.name, f"{s.accuracy:.1%} ({s.interval[0]:.1%}-{s.interval[1]:.1%})", f"{s.correct}/{s.total}",
+         s.against(best) if best else "-", s.against(vote) if vote else "-",
+         f"{s.tokens / max(s.total, 1):.0f}", f"{s.seconds / max(s.total, 1):.1f}"]
+        for s in scores
+    ]  # fmt: skip
 
 
 def score_exact(records: list[dict[str, Any]]) -> list[ConfigurationScore]:

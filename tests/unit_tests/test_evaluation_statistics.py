@@ -58,13 +58,9 @@ def test_every_configuration_is_compared_with_the_best_proposer_and_the_vote() -
         ("A or maybe C", "C", True),
         ("I think so", "B", False),
         ("Answer: C\n\nA Hermitian operator has real eigenvalues, unlike D.", "C", True),
-        ("The correct choice is:\n\n**B**. Human", "B", True),
-        ("Option A is wrong.\nD. Orangutan", "D", True),
-        ("A Hermitian operator is self-adjoint", "A", False),
-        ("B is correct", "B", True),
         ("The mother of Zeus is Rhea.", "C", False),
     ],
-)
+)  # the reading itself: test_answers.py
 def test_choice_letters_are_read_by_the_most_explicit_rule(
     prediction: str, gold: str, expected: bool
 ) -> None:
