@@ -23,7 +23,7 @@ from langchain_core.utils import secret_from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
-from langchain_moa import events, sync_bridge
+from langchain_moa import cancellation, events, sync_bridge
 from langchain_moa.conversation import as_chunk, check_conversation, check_inputs
 from langchain_moa.graph import MoAGraph, build_moa_graph, resolve_models, run_config
 from langchain_moa.models import model_label
@@ -330,9 +330,7 @@ async def _while_running(call: asyncio.Future[Any], chunks: asyncio.Queue[Any]) 
             yield chunk
     finally:
         if not call.done():
-            call.cancel()
-            with contextlib.suppress(BaseException):
-                await call  # every model call has stopped when this returns
+            await cancellation.stop(call)  # every model call has stopped when this returns
 
 
 _DONE = object()

@@ -25,6 +25,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+from langchain_moa.cancellation import stop
+
 if TYPE_CHECKING:
     from langchain_moa.options import MoAOptions
 
@@ -128,9 +130,7 @@ class LayerRace:
                     return task.result()
         finally:
             if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task  # the call has really stopped when this returns
+                await stop(task)  # the call has really stopped when this returns
 
 
 class TailLatency:

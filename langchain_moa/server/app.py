@@ -9,7 +9,6 @@ frees local models' slots. The server keeps serving after each of them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 import logging
@@ -21,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
+from langchain_moa.cancellation import stop
 from langchain_moa.errors import MoAConfigError, MoAError
 from langchain_moa.server.openai_format import (
     ChatRequest,
@@ -110,9 +110,7 @@ class _Client:
         finally:
             gone.cancel()
         if not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task  # every model call has stopped
+            await stop(task)  # every model call has stopped
             raise _ClientGone
         return task.result()
 

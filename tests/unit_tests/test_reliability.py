@@ -167,6 +167,32 @@ async def test_abandoning_a_stream_stops_the_aggregator() -> None:
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
+@pytest.mark.parametrize("turns_between", range(8))
+async def test_a_stream_reader_cancelled_twice_leaves_no_model_call_running(turns_between: int) -> None:
+    # anyio and Starlette cancel a response's task again while it cleans up after a client left.
+    tally = CallTally()
+    aggregator = ScriptedChatModel(answer=" ".join(["word"] * 200), token_delay=0.01, tally=tally)
+    moa = MoAChatModel(proposers=[ScriptedChatModel(answer="idea", tally=tally)], aggregator=aggregator)
+
+    async def read() -> None:
+        async for _chunk in moa.astream("hi"):
+            pass
+
+    readers = [asyncio.ensure_future(read()) for _ in range(50)]
+    while aggregator.tally.running < 50:  # every aggregator is streaming
+        await asyncio.sleep(0.01)
+    for reader in readers:
+        reader.cancel()
+    for _ in range(turns_between):
+        await asyncio.sleep(0)
+    for reader in readers:
+        reader.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    await asyncio.sleep(0.05)
+    assert (tally.running, tally.cancelled) == (0, 50)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
 async def test_breaking_out_of_astream_is_silent(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     aggregator = ScriptedChatModel(answer=" ".join(["word"] * 20), token_delay=0.01)
