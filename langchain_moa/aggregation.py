@@ -38,10 +38,13 @@ from langchain_core.messages import BaseMessage
 from langchain_moa.answers import final_answer, stated_answer
 from langchain_moa.prompts import inject_references
 
-__all__ = ["STRATEGIES", "Plan", "pick", "plan"]
+__all__ = ["STAIRCASE_STRATEGIES", "STRATEGIES", "Plan", "pick", "plan"]
 
 STRATEGIES = ("synthesize", "shuffle", "select", "tally", "majority")
 """The built-in aggregation strategies, by name."""
+STAIRCASE_STRATEGIES = ("synthesize", "shuffle")
+"""The strategies that can aggregate proposals still being written (``staircase``): the others read
+whole proposals (their final answers, or one to pick)."""
 
 SELECT_PROMPT = (
     "You have been provided with a set of responses from various models to the latest user query. "

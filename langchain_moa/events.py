@@ -5,8 +5,10 @@ The graph's nodes send them on LangGraph's custom stream (``stream_mode="custom"
 for each layer and then the aggregator::
 
     ProposerStarted  a proposer's model call started (it holds a max_concurrency slot)
+    ProposalChunk    with ``staircase``: one streamed token of a last-layer proposal
     ProposalReady    a proposer answered, failed, timed out or was cut (the ``Proposal``)
     AggregatorStarted  the aggregator started, with how many references it got
+    AggregatorRound  with ``staircase``: the aggregator took in a round of chunks and writes on
     Token            one streamed chunk of the aggregator's answer
     Answer           the answer, assembled once: summed usage, every proposal in its metadata
 
@@ -31,9 +33,11 @@ from langgraph.config import get_stream_writer
 from langchain_moa.state import Proposal
 
 __all__ = [
+    "AggregatorRound",
     "AggregatorStarted",
     "Answer",
     "MoAEvent",
+    "ProposalChunk",
     "ProposalReady",
     "ProposerStarted",
     "Token",
@@ -56,6 +60,16 @@ class ProposerStarted:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ProposalChunk:
+    """One streamed token of a proposal the aggregator reads while it is written (``staircase``)."""
+
+    node: str
+    index: int
+    text: str
+    kind: Literal["proposal_chunk"] = "proposal_chunk"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ProposalReady:
     """A proposer finished: its answer, or why it has none."""
 
@@ -70,6 +84,15 @@ class AggregatorStarted:
     model: str
     references: int
     kind: Literal["aggregator_started"] = "aggregator_started"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AggregatorRound:
+    """The aggregator took in round ``round`` of the proposals' chunks (``complete``: the last)."""
+
+    round: int
+    complete: bool
+    kind: Literal["aggregator_round"] = "aggregator_round"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -88,7 +111,9 @@ class Answer:
     kind: Literal["answer"] = "answer"
 
 
-MoAEvent = ProposerStarted | ProposalReady | AggregatorStarted | Token | Answer
+MoAEvent = (
+    ProposerStarted | ProposalChunk | ProposalReady | AggregatorStarted | AggregatorRound | Token | Answer
+)
 """Any run event."""
 
 

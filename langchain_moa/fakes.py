@@ -2,7 +2,7 @@
 
 ``ScriptedChatModel`` answers from a script, records every call it receives (so a test can assert
 the exact prompt), can sleep (to prove parallelism), fail, hang, break a stream half-way, stream
-word by word, report token usage and call tools; a ``CallTally`` counts its calls in progress (and
+word by word, report token usage (a word is a token), stop at ``max_tokens`` and call tools; a ``CallTally`` counts its calls in progress (and
 their peak) and how they ended (finished or cancelled).
 """
 
@@ -169,6 +169,15 @@ class ScriptedChatModel(BaseChatModel):
         if isinstance(reply, BaseException):
             return _Plan(delay, None, reply)
         message = AIMessage(content=reply) if isinstance(reply, str) else reply.model_copy()
+        limit = kwargs.get("max_tokens")
+        if (
+            isinstance(limit, int)
+            and isinstance(message.content, str)
+            and _count_tokens(message.text) > limit
+        ):
+            # As a provider does: the answer stops at its token limit, and says so.
+            message.content = " ".join(message.text.split(" ")[:limit])
+            message.response_metadata = {**message.response_metadata, "finish_reason": "length"}
         if self.report_usage and message.usage_metadata is None:
             prompt = " ".join(m.text for m in messages)
             message.usage_metadata = UsageMetadata(

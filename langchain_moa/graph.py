@@ -107,8 +107,11 @@ def build_moa_graph(
     graph = StateGraph(MoAState, context_schema=MoAContext, input_schema=MessagesState)
     previous: list[str] = []
     layer_nodes: list[list[str]] = []
+    # With ``staircase`` the aggregator runs beside the last layer, reading its proposals as they stream.
+    staircase = options.staircase is not None and options.layers > 1
     for layer in range(1, options.layers):
         names = [proposer_node_name(layer, i, m) for i, m in enumerate(proposer_models, start=1)]
+        streams = staircase and layer == options.layers - 1
         for index, (node, model) in enumerate(zip(names, proposer_models, strict=True), start=1):
             proposer = ProposerNode(
                 node,
@@ -118,25 +121,32 @@ def build_moa_graph(
                 layer_size=len(names),
                 references_from=previous,
                 settings=settings,
+                streams_to_aggregator=streams,
             )
             graph.add_node(node, proposer.runnable())
             if previous or options.fanout == "call":
                 graph.add_edge(previous or START, node)
-        previous = names
+            if streams:
+                graph.add_edge(node, END)
+        if not streams:
+            previous = names
         layer_nodes.append(names)
     if options.fanout != "call" and layer_nodes:
         # Proposal reuse: a call that reuses its turn's proposals goes straight to the aggregator.
-        first_layer = layer_nodes[0]
+        first_layer = layer_nodes[0] + ([AGGREGATOR_NODE] if staircase and len(layer_nodes) == 1 else [])
         route = _first_layer_or_reuse(first_layer, options.fanout)
-        graph.add_conditional_edges(START, route, [*first_layer, AGGREGATOR_NODE])
+        graph.add_conditional_edges(START, route, list(dict.fromkeys([*first_layer, AGGREGATOR_NODE])))
 
     aggregate = AggregatorNode(
-        aggregator_model, references_from=previous, layer_nodes=layer_nodes, settings=settings
-    )
+        aggregator_model, references_from=layer_nodes[-1] if layer_nodes else [], layer_nodes=layer_nodes,
+        settings=settings,
+    )  # fmt: skip
     # Studio shows the node's metadata: which aggregation strategy it runs.
-    graph.add_node(
-        AGGREGATOR_NODE, aggregate.runnable(), metadata={"aggregation": describe(options.aggregation)}
-    )
-    graph.add_edge(previous or START, AGGREGATOR_NODE)
+    metadata: dict[str, Any] = {"aggregation": describe(options.aggregation)}
+    if staircase:
+        metadata["staircase"] = f"streams in chunks of {options.staircase} tokens from the last layer"
+    graph.add_node(AGGREGATOR_NODE, aggregate.runnable(), metadata=metadata)
+    if previous or options.fanout == "call" or not staircase:
+        graph.add_edge(previous or START, AGGREGATOR_NODE)
     graph.add_edge(AGGREGATOR_NODE, END)
     return graph.compile(checkpointer=checkpointer, name=name)

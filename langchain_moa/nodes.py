@@ -14,7 +14,7 @@ import inspect
 import random
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -30,13 +30,22 @@ from langgraph.runtime import get_runtime
 from langchain_moa import aggregation, sync_bridge
 from langchain_moa.conversation import as_chunk, check_conversation, proposer_view
 from langchain_moa.errors import AggregatorError, MoAError
-from langchain_moa.events import AggregatorStarted, Answer, ProposalReady, ProposerStarted, Token, emit
+from langchain_moa.events import (
+    AggregatorStarted,
+    Answer,
+    ProposalChunk,
+    ProposalReady,
+    ProposerStarted,
+    Token,
+    emit,
+)
 from langchain_moa.fanout import reusable_proposals
 from langchain_moa.models import model_label
 from langchain_moa.options import MoAOptions
 from langchain_moa.prompts import inject_references
+from langchain_moa.staircase import Staircase, aggregate_in_rounds
 from langchain_moa.state import MoAContext, MoAState, Proposal
-from langchain_moa.tail_latency import ProposalCut, TailLatency
+from langchain_moa.tail_latency import Meetings, ProposalCut, TailLatency, within
 
 __all__ = ["AGGREGATOR_NODE", "AggregatorNode", "NodeSettings", "ProposerNode", "proposer_node_name"]
 
@@ -57,16 +66,21 @@ def proposer_node_name(layer: int, index: int, model: BaseChatModel) -> str:
 
 @dataclass(frozen=True)
 class NodeSettings:
-    """What every node of one graph shares: the options and the tail-latency policy."""
+    """What every node of one graph shares: the options, the tail-latency policy and, with
+    ``staircase``, the streams of each run's last layer."""
 
     options: MoAOptions
     policy: TailLatency
+    staircases: Meetings[Staircase] = field(default_factory=Meetings)
 
-    def call_kwargs(self, context: MoAContext) -> dict[str, Any]:
-        """Sampling arguments of this run: the run context overrides the graph's defaults."""
+    def call_kwargs(self, context: MoAContext, *, proposer: bool = False) -> dict[str, Any]:
+        """Sampling arguments of this run: the run context overrides the graph's defaults; a proposer's
+        token limit is ``proposer_max_tokens`` when one is set."""
         kwargs: dict[str, Any] = {}
         temperature = context.temperature if context.temperature is not None else self.options.temperature
         max_tokens = context.max_tokens if context.max_tokens is not None else self.options.max_tokens
+        if proposer and self.options.proposer_max_tokens is not None:
+            max_tokens = self.options.proposer_max_tokens
         if temperature is not None:
             kwargs["temperature"] = temperature
         if max_tokens is not None:
@@ -126,6 +140,7 @@ class ProposerNode:
         layer_size: int,
         references_from: Sequence[str],
         settings: NodeSettings,
+        streams_to_aggregator: bool = False,
     ) -> None:
         self.node = node
         self.label = model_label(model)
@@ -137,11 +152,28 @@ class ProposerNode:
         self.layer_size = layer_size
         self.references_from = list(references_from)
         self.settings = settings
+        self.streams_to_aggregator = streams_to_aggregator
+        """With ``staircase``, the last layer streams its proposals to the aggregator as they are written."""
 
     def runnable(self) -> RunnableCallable:
         return _node(self.node, self.ainvoke)
 
     async def ainvoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
+        if not self.streams_to_aggregator:
+            return await self._propose(state, config, None)
+        staircases, chunk = self.settings.staircases, self.settings.options.staircase
+        assert chunk is not None
+        size = self.layer_size + 1  # the layer's proposers and the aggregator
+        with staircases.join(_superstep_id(), size, lambda: Staircase(self.layer_size, chunk)) as staircase:
+            try:
+                return await self._propose(state, config, staircase)
+            finally:  # never leave the aggregator waiting, whatever stopped this proposer
+                if staircase.streams[self.index - 1].proposal is None:
+                    staircase.finished(self._proposal(None, MoAError("the proposer stopped"), 0.0))
+
+    async def _propose(
+        self, state: MoAState, config: RunnableConfig, staircase: Staircase | None
+    ) -> dict[str, Any]:
         settings = self.settings
         references = _kept_references(
             state, self.layer - 1, self.references_from, settings.options.min_proposals
@@ -149,14 +181,16 @@ class ProposerNode:
         messages = inject_references(
             proposer_view(state["messages"]), settings.options.aggregator_prompt, references
         )
-        kwargs = settings.call_kwargs(_run_context())
+        kwargs = settings.call_kwargs(_run_context(), proposer=True)
         started: float | None = None
 
         async def call() -> BaseMessage:
             nonlocal started
             emit(ProposerStarted(node=self.node, layer=self.layer, index=self.index, model=self.label))
             started = time.perf_counter()
-            return await self.model.ainvoke(messages, config, **kwargs)
+            if staircase is None:
+                return await self.model.ainvoke(messages, config, **kwargs)
+            return await self._stream_to(staircase, messages, config, kwargs)
 
         policy = settings.policy
         with policy.race(_superstep_id() if policy.races else "", self.layer, self.layer_size) as race:
@@ -168,8 +202,31 @@ class ProposerNode:
             proposal = self._proposal(answer, error, latency)
             if race is not None:
                 race.record(answered=proposal["error"] is None)
+        if staircase is not None:
+            staircase.finished(proposal)
         emit(ProposalReady(proposal=proposal))
         return {"proposals": {self.node: proposal}}
+
+    async def _stream_to(
+        self,
+        staircase: Staircase,
+        messages: list[BaseMessage],
+        config: RunnableConfig,
+        kwargs: dict[str, Any],
+    ) -> BaseMessage:
+        """The proposal, each token handed to the aggregator as it arrives."""
+        chunks: list[AIMessageChunk] = []
+        async for raw in self.model.astream(messages, config, **kwargs):
+            chunk = as_chunk(raw)
+            chunks.append(chunk)
+            if chunk.text:
+                staircase.wrote(self.index, chunk.text)
+                emit(ProposalChunk(node=self.node, index=self.index, text=chunk.text))
+            if staircase.closed:
+                raise ProposalCut("cut: the aggregator had used all its max_tokens")
+        if not chunks:
+            return AIMessage(content="")
+        return message_chunk_to_message(add_ai_message_chunks(*chunks) if len(chunks) > 1 else chunks[0])
 
     def _proposal(self, answer: BaseMessage | None, error: BaseException | None, latency: float) -> Proposal:
         proposal = Proposal(
@@ -229,12 +286,21 @@ class AggregatorNode:
     async def ainvoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
         settings = self.settings
         reused = reusable_proposals(state["messages"], settings.options.fanout)
-        if reused is not None:  # this call of the turn reuses its proposals (``fanout``)
-            references = [p["content"] for p in reused if p["content"] is not None]
-        else:
-            references = _kept_references(
-                state, len(self.layer_nodes), self.references_from, settings.options.min_proposals
-            )
+        chunk = settings.options.staircase
+        if chunk is None or not self.layer_nodes or reused is not None:
+            return await self._aggregate(state, config, reused, None)
+        size = len(self.layer_nodes[-1])  # this node runs beside the last layer (see ``graph``)
+        with settings.staircases.join(_superstep_id(), size + 1, lambda: Staircase(size, chunk)) as staircase:
+            return await self._aggregate(state, config, None, staircase)
+
+    async def _aggregate(
+        self,
+        state: MoAState,
+        config: RunnableConfig,
+        reused: list[Proposal] | None,
+        staircase: Staircase | None,
+    ) -> dict[str, Any]:
+        settings = self.settings
         context = _run_context()
         kwargs = {**context.aggregator_kwargs, **settings.call_kwargs(context)}
         model: ChatRunnable = self.model
@@ -245,55 +311,111 @@ class AggregatorNode:
                     f"aggregation={aggregation.describe(strategy)!r} answers with text and cannot call tools"
                 )
                 raise AggregatorError(msg)
+            if staircase is not None:
+                msg = (
+                    "staircase answers with text and cannot call tools (its answer starts before the "
+                    "proposals are complete): set staircase=None for tool calls, or fanout='turn' so that "
+                    "the later calls of a turn, which reuse its proposals, can call them"
+                )
+                raise AggregatorError(msg)
             tools, tool_choice = kwargs.pop("tools"), kwargs.pop("tool_choice", None)
             bind_kwargs = {k: kwargs.pop(k) for k in ("parallel_tool_calls", "strict") if k in kwargs}
             model = self.model.bind_tools(tools, tool_choice=tool_choice, **bind_kwargs)
         # A call-time ``model=`` override (LangChain's convention) names the aggregator's model.
         label = kwargs["model"] if isinstance(kwargs.get("model"), str) else self.label
-        emit(AggregatorStarted(model=label, references=len(references)))
-        started, chunks = time.perf_counter(), list[AIMessageChunk]()
+        started, last_layer = time.perf_counter(), None
         try:
-            async with settings.policy.aggregating():
-                if callable(strategy):  # the user's own aggregation
-                    record: dict[str, Any] = {"strategy": aggregation.describe(strategy)}
-                    result = strategy(list(state["messages"]), references)
-                    result = await result if inspect.isawaitable(result) else result
-                    chunks.append(
-                        AIMessageChunk(
-                            content=result.text if isinstance(result, BaseMessage) else str(result)
-                        )
-                    )
-                    emit(Token(chunk=chunks[-1]))
-                elif strategy == "select":  # the reply names a proposal, which is the answer verbatim
-                    text, record, usage = await aggregation.aggregate_once(
-                        model, state["messages"], references, strategy,
-                        prompt=settings.options.aggregator_prompt, rng=self.rng, config=config, **kwargs,
-                    )  # fmt: skip
-                    chunks.append(AIMessageChunk(content=text, usage_metadata=usage))  # type: ignore[arg-type]
-                    emit(Token(chunk=chunks[-1]))
-                else:
-                    plan = aggregation.plan(
-                        strategy, state["messages"], references, settings.options.aggregator_prompt, self.rng,
-                        voters=len(reused if reused is not None else self.references_from),
-                    )  # fmt: skip
-                    record = plan.record
-                    if plan.settled is not None:  # no aggregator call needed (``majority``)
-                        chunks.append(AIMessageChunk(content=plan.settled))
-                        emit(Token(chunk=chunks[-1]))
-                    else:
-                        async for chunk in model.astream(plan.messages, config, **kwargs):
-                            chunk = as_chunk(chunk)  # a model without streaming yields one whole AIMessage
-                            chunks.append(chunk)
-                            emit(Token(chunk=chunk))
-        except AggregatorError:
+            if staircase is None:
+                chunks, record = await self._whole(state, config, model, label, reused, kwargs)
+            else:
+                chunks, record = await self._in_rounds(state, config, model, label, staircase, kwargs)
+                last_layer = await staircase.finish()
+        except MoAError:
             raise
         except Exception as error:
             raise AggregatorError(f"aggregator ({label}) failed: {_error_text(error)}") from error
         if not chunks:
             raise AggregatorError(f"aggregator ({label}) returned nothing")
-        answer = self._answer(state, chunks, time.perf_counter() - started, label, reused, record)
+        latency = time.perf_counter() - started
+        answer = self._answer(state, chunks, latency, label, reused, record, last_layer)
         emit(Answer(message=answer))
         return {"messages": [answer]}
+
+    async def _whole(
+        self,
+        state: MoAState,
+        config: RunnableConfig,
+        model: ChatRunnable,
+        label: str,
+        reused: list[Proposal] | None,
+        kwargs: dict[str, Any],
+    ) -> tuple[list[AIMessageChunk], dict[str, Any]]:
+        """The aggregation of whole proposals (the paper's MoA): the answer's chunks and its record."""
+        settings, strategy = self.settings, self.settings.options.aggregation
+        if reused is not None:  # this call of the turn reuses its proposals (``fanout``)
+            references = [p["content"] for p in reused if p["content"] is not None]
+        else:
+            references = _kept_references(
+                state, len(self.layer_nodes), self.references_from, settings.options.min_proposals
+            )
+        emit(AggregatorStarted(model=label, references=len(references)))
+        chunks = list[AIMessageChunk]()
+        async with settings.policy.aggregating():
+            if callable(strategy):  # the user's own aggregation
+                record: dict[str, Any] = {"strategy": aggregation.describe(strategy)}
+                result = strategy(list(state["messages"]), references)
+                result = await result if inspect.isawaitable(result) else result
+                chunks.append(
+                    AIMessageChunk(content=result.text if isinstance(result, BaseMessage) else str(result))
+                )
+                emit(Token(chunk=chunks[-1]))
+            elif strategy == "select":  # the reply names a proposal, which is the answer verbatim
+                text, record, usage = await aggregation.aggregate_once(
+                    model, state["messages"], references, strategy,
+                    prompt=settings.options.aggregator_prompt, rng=self.rng, config=config, **kwargs,
+                )  # fmt: skip
+                chunks.append(AIMessageChunk(content=text, usage_metadata=usage))  # type: ignore[arg-type]
+                emit(Token(chunk=chunks[-1]))
+            else:
+                plan = aggregation.plan(
+                    strategy, state["messages"], references, settings.options.aggregator_prompt, self.rng,
+                    voters=len(reused if reused is not None else self.references_from),
+                )  # fmt: skip
+                record = plan.record
+                if plan.settled is not None:  # no aggregator call needed (``majority``)
+                    chunks.append(AIMessageChunk(content=plan.settled))
+                    emit(Token(chunk=chunks[-1]))
+                else:
+                    async for chunk in model.astream(plan.messages, config, **kwargs):
+                        chunk = as_chunk(chunk)  # a model without streaming yields one whole AIMessage
+                        chunks.append(chunk)
+                        emit(Token(chunk=chunk))
+        return chunks, record
+
+    async def _in_rounds(
+        self,
+        state: MoAState,
+        config: RunnableConfig,
+        model: ChatRunnable,
+        label: str,
+        staircase: Staircase,
+        kwargs: dict[str, Any],
+    ) -> tuple[list[AIMessageChunk], dict[str, Any]]:
+        """Staircase aggregation while the last layer streams: the answer's chunks and its record."""
+        options, policy = self.settings.options, self.settings.policy
+        size = len(staircase.streams)
+        order = self.rng.sample(range(size), size) if options.aggregation == "shuffle" else list(range(size))
+        record: dict[str, Any] = {"strategy": options.aggregation}
+        if options.aggregation == "shuffle":
+            record["order"] = [i + 1 for i in order]
+        max_tokens = kwargs.pop("max_tokens", None)
+        async with within(policy.aggregator_timeout, "aggregator_timeout"):
+            chunks, rounds = await aggregate_in_rounds(
+                model, state["messages"], staircase, prompt=options.aggregator_prompt, order=order,
+                min_proposals=options.min_proposals, max_tokens=max_tokens, label=label,
+                slot=policy.limit.slot, config=config, kwargs=kwargs,
+            )  # fmt: skip
+        return chunks, record | {"staircase": rounds}
 
     def _answer(
         self,
@@ -303,18 +425,24 @@ class AggregatorNode:
         label: str,
         reused: list[Proposal] | None,
         record: dict[str, Any],
+        last_layer: list[Proposal] | None,
     ) -> AIMessage:
         merged = add_ai_message_chunks(*chunks) if len(chunks) > 1 else chunks[0]  # one merge, at the end
         message = message_chunk_to_message(merged)
         proposals = state.get("proposals") or {}
         # Reused proposals ran (and were counted) in an earlier call: this one reports none of its own.
-        layers = [] if reused is not None else [[proposals[n] for n in nodes] for nodes in self.layer_nodes]
+        earlier = self.layer_nodes if last_layer is None else self.layer_nodes[:-1]
+        layers = [] if reused is not None else [[proposals[n] for n in nodes] for nodes in earlier]
+        if last_layer is not None:  # with ``staircase``, the last layer ran beside this node
+            layers.append(last_layer)
         reported = [p["usage"] for layer in layers for p in layer if p["usage"]] + [merged.usage_metadata]
         usage = functools.reduce(add_usage, [u for u in reported if u]) if any(reported) else None
         moa: dict[str, Any] = {
             "layers": layers,
             "aggregator": {"model": label, "usage": merged.usage_metadata, "latency_s": round(latency, 4)},
         }
+        if staircase := record.pop("staircase", None):
+            moa["staircase"] = staircase
         if record.get("strategy") != "synthesize":  # the paper's way goes without saying
             moa["aggregation"] = record
         if reused is not None:

@@ -29,11 +29,11 @@ from pydantic import (
     model_validator,
 )
 
-from langchain_moa.aggregation import STRATEGIES
+from langchain_moa.aggregation import STAIRCASE_STRATEGIES, STRATEGIES
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.prompts import AGGREGATOR_PROMPT
 
-__all__ = ["MoAOptions", "describe", "option_names"]
+__all__ = ["MoAOptions", "describe", "option_names", "per_request_options"]
 
 
 def _rule(accepts: Callable[[Any], bool], expected: str, *, none: bool = True) -> BeforeValidator:
@@ -113,7 +113,19 @@ class MoAOptions(BaseModel):
     temperature: Temperature = None
     """Sampling temperature of every proposer and aggregator call (``None``: each model's own)."""
     max_tokens: Tokens = None
-    """Token limit of every proposer and aggregator answer (``None``: each model's own)."""
+    """Token limit of the aggregator's answer, and of every proposer's unless ``proposer_max_tokens``
+    is set (``None``: each model's own)."""
+    proposer_max_tokens: Tokens = Field(default=None, json_schema_extra={"per_request": True})
+    """Token limit of every proposer answer, the references' length, apart from the aggregator's
+    ``max_tokens`` (``None``: ``max_tokens``). Short proposals are the cheapest latency cut."""
+    staircase: Annotated[
+        int | None,
+        _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1 (tokens per chunk) or None (off)"),
+    ] = Field(default=None, json_schema_extra={"per_request": True})
+    """Staircase aggregation in chunks of this many tokens (Wang et al. 2025, arXiv 2510.05059): the
+    last layer's proposers stream, the aggregator starts once each has written its first chunk and
+    takes in each next round of chunks as it arrives, writing its answer all along. ``None``: the
+    aggregator waits for whole proposals (the paper's MoA). See ``langchain_moa.staircase``."""
     timeout: Seconds = None
     """LangChain's standard per-call time limit: the default of ``proposer_timeout`` and
     ``aggregator_timeout``."""
@@ -123,11 +135,13 @@ class MoAOptions(BaseModel):
     aggregator_timeout: Seconds = None
     """Seconds the aggregator's answer may take; past it the call raises ``AggregatorError``.
     ``None``: ``timeout``, else no limit."""
-    min_proposals: Annotated[int, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1")] = 1
+    min_proposals: Annotated[int, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1")] = Field(
+        default=1, json_schema_extra={"per_request": True}
+    )
     """Answers each proposer layer must keep, or the call raises ``MoAError``. Default 1."""
     proposal_quorum: Annotated[
         int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1 or None (wait for all)")
-    ] = None
+    ] = Field(default=None, json_schema_extra={"per_request": True})
     """Go on as soon as this many of a layer's proposers have answered, cancelling the slower ones
     (cut proposals are recorded with ``cut=True``). ``None``: wait for every proposer."""
     layer_deadline: Seconds = None
@@ -144,13 +158,15 @@ class MoAOptions(BaseModel):
             f"one of {', '.join(map(repr, STRATEGIES))}, or a function (conversation, proposals)",
             none=False,
         ),
-    ] = "synthesize"
+    ] = Field(default="synthesize", json_schema_extra={"per_request": True})
     """How the aggregator turns the proposals into the answer: ``"synthesize"`` (the paper's prompt),
     ``"shuffle"`` (the same, proposals in a random order), ``"select"`` (the most consistent proposal,
     verbatim), ``"tally"`` (the paper's prompt with the vote count), ``"majority"`` (a strict
     majority's proposal verbatim, else the paper's prompt), or your own function. See
     ``langchain_moa.aggregation``."""
-    seed: Annotated[int | None, _rule(_is_int, "an integer or None")] = None
+    seed: Annotated[int | None, _rule(_is_int, "an integer or None")] = Field(
+        default=None, json_schema_extra={"per_request": True}
+    )
     """Seed of the random orders of ``aggregation="shuffle"`` (``None``: a fresh order every run)."""
     fanout: Annotated[
         Literal["call", "turn"] | int,
@@ -192,6 +208,13 @@ class MoAOptions(BaseModel):
                 f"got {self.min_proposals!r}"
             )
             raise MoAConfigError(msg)
+        if self.staircase is not None and self.aggregation not in STAIRCASE_STRATEGIES:
+            msg = (
+                f"staircase cannot be combined with aggregation={self.aggregation!r}, which needs whole "
+                f"proposals; staircase aggregates with {' or '.join(map(repr, STAIRCASE_STRATEGIES))} "
+                "(or set staircase=None)"
+            )
+            raise MoAConfigError(msg)
         quorum = self.proposal_quorum
         if quorum is not None and self.layers > 1 and not self.min_proposals <= quorum <= n:
             msg = (
@@ -213,12 +236,16 @@ class MoAOptions(BaseModel):
         """Seconds the aggregator may take (``aggregator_timeout``, else ``timeout``)."""
         return self.aggregator_timeout if self.aggregator_timeout is not None else self.timeout
 
+    @property
+    def proposer_tokens(self) -> int | None:
+        """Token limit of a proposer answer (``proposer_max_tokens``, else ``max_tokens``)."""
+        return self.proposer_max_tokens if self.proposer_max_tokens is not None else self.max_tokens
+
     def answer_key(self) -> dict[str, Any]:
         """Every option that can change an answer, models by identity: the LLM cache key."""
         key: dict[str, Any] = {}
         for name in option_names():
-            extra = MoAOptions.model_fields[name].json_schema_extra
-            if isinstance(extra, dict) and extra.get("changes_answers") is False:
+            if _marked(name, "changes_answers") is False:
                 continue
             value = getattr(self, name)
             if callable(value) and not isinstance(value, str) and name == "aggregation":
@@ -234,6 +261,17 @@ class MoAOptions(BaseModel):
 def option_names() -> list[str]:
     """The names of every MoA option, in declaration order."""
     return list(MoAOptions.model_fields)
+
+
+def per_request_options() -> list[str]:
+    """The options a client of a server may set for one request: they shape how an answer is made,
+    never which models run, how many calls at once, or how long anything may take."""
+    return [name for name in option_names() if _marked(name, "per_request")]
+
+
+def _marked(name: str, flag: str) -> Any:
+    extra = MoAOptions.model_fields[name].json_schema_extra
+    return extra.get(flag) if isinstance(extra, dict) else None
 
 
 def describe(name: str) -> str:

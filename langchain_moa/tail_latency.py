@@ -21,18 +21,19 @@ import contextlib
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from langchain_moa.cancellation import stop
 
 if TYPE_CHECKING:
     from langchain_moa.options import MoAOptions
 
-__all__ = ["CallLimit", "LayerRace", "ProposalCut", "TailLatency"]
+__all__ = ["CallLimit", "LayerRace", "Meetings", "ProposalCut", "TailLatency"]
 
 _T = TypeVar("_T")
+_S = TypeVar("_S")
 
 
 class ProposalCut(Exception):
@@ -64,6 +65,27 @@ class CallLimit:
             slots = self._slots.setdefault(loop, asyncio.Semaphore(self.limit))
         async with slots:
             yield
+
+
+class Meetings(Generic[_S]):
+    """Objects that the nodes of one superstep share, keyed by its checkpoint id (the proposers of a
+    layer are separate nodes): made by the first node to arrive, dropped when the last one leaves."""
+
+    def __init__(self) -> None:
+        self._open: dict[Hashable, tuple[_S, list[int]]] = {}
+
+    @contextlib.contextmanager
+    def join(self, key: Hashable, size: int, make: Callable[[], _S]) -> Iterator[_S]:
+        """The object of ``key``, shared by ``size`` nodes (``make`` makes it for the first)."""
+        if key not in self._open:
+            self._open[key] = (make(), [size])
+        shared, left = self._open[key]
+        try:
+            yield shared
+        finally:
+            left[0] -= 1
+            if not left[0]:
+                del self._open[key]
 
 
 @contextlib.asynccontextmanager
@@ -145,7 +167,7 @@ class TailLatency:
         self.min_proposals = options.min_proposals
         self.races = self.quorum is not None or self.deadline is not None
         """Whether the proposers of a layer race (a quorum or a deadline is set)."""
-        self._races: dict[tuple[str, int], tuple[LayerRace, list[int]]] = {}
+        self._races: Meetings[LayerRace] = Meetings()
 
     @contextlib.contextmanager
     def race(self, superstep: str, layer: int, size: int) -> Iterator[LayerRace | None]:
@@ -154,16 +176,10 @@ class TailLatency:
         if not self.races:
             yield None
             return
-        key = (superstep, layer)
-        race, left = self._races.setdefault(
-            key, (LayerRace(self.quorum, self.deadline, self.min_proposals), [size])
-        )
-        try:
+        with self._races.join(
+            (superstep, layer), size, lambda: LayerRace(self.quorum, self.deadline, self.min_proposals)
+        ) as race:
             yield race
-        finally:
-            left[0] -= 1
-            if not left[0]:
-                del self._races[key]
 
     async def propose(self, race: LayerRace | None, call: Callable[[], Awaitable[_T]]) -> _T:
         """Run one proposer call: queued for a slot, bounded by ``proposer_timeout``, raced."""
