@@ -2,7 +2,8 @@
 
 ``ScriptedChatModel`` answers from a script, records every call it receives (so a test can assert
 the exact prompt), can sleep (to prove parallelism), fail, hang, break a stream half-way, stream
-word by word, report token usage (a word is a token), stop at ``max_tokens`` and call tools; a ``CallTally`` counts its calls in progress (and
+word by word, report token usage (a word is a token), stop at ``max_tokens`` and call tools; a
+``CallTally`` counts its calls in progress (and
 their peak) and how they ended (finished or cancelled).
 """
 

@@ -277,7 +277,7 @@ def _marked(name: str, flag: str) -> Any:
 def describe(name: str) -> str:
     """The first sentence of an option's documentation (the ``moa`` command's help text uses it)."""
     description = " ".join((MoAOptions.model_fields[name].description or "").split()).replace("``", "")
-    return re.split(r"(?<!e\.g)\. ", description)[0].rstrip(".") + "."
+    return re.split(r"(?<!e\.g)(?<! al)(?<!})\. ", description)[0].rstrip(".") + "."
 
 
 def _identity(model: Any) -> str:

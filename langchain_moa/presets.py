@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_moa.errors import MoAConfigError
@@ -25,6 +26,8 @@ class Preset:
     max_tokens: int | None = 512
     aggregation: str = "synthesize"
     """How the aggregator answers (see ``langchain_moa.aggregation``)."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Any other ``MoAOptions`` field (e.g. ``{"staircase": 16}``)."""
     needs: str = "TOGETHER_API_KEY"
     """What must be set up first: an environment variable or a ``pip install`` command."""
 
@@ -37,6 +40,7 @@ class Preset:
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "aggregation": self.aggregation,
+            **self.options,
         }
 
 

@@ -1,9 +1,11 @@
 """The model options every ``moa`` command shares, declared once (help text from ``MoAOptions``).
 
-A command decorated with ``@model_options`` gets ``--preset``, ``--aggregator``,
-``--reference-models``, ``--temperature``, ``--max-tokens``, ``--rounds``, ``--layers`` and
-``--num-proc`` and receives them as one ``ModelChoice``. The values are checked by ``MoAOptions``
-itself, so the command line refuses exactly what Python refuses, with the same message.
+A command decorated with ``@model_options`` gets ``--preset``, the reference implementation's
+``--aggregator``, ``--reference-models``, ``--temperature``, ``--max-tokens``, ``--rounds`` and
+``--num-proc``, and one flag for every other ``MoAOptions`` field (``--staircase``,
+``--proposal-quorum``, ``--layer-deadline``, ...), generated from the options model with its
+documentation as help; it receives them as one ``ModelChoice``. The values are checked by
+``MoAOptions`` itself, so the command line refuses exactly what Python refuses, with the same message.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import json
 import os
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from langchain_moa.aggregation import STRATEGIES
 from langchain_moa.errors import MoAConfigError
-from langchain_moa.options import describe
+from langchain_moa.options import MoAOptions, describe, option_names
 from langchain_moa.presets import preset_fields
 
 __all__ = ["ModelChoice", "model_options"]
@@ -65,6 +67,8 @@ class ModelChoice:
         str | None,
         typer.Option(help=f"How the aggregator answers: {', '.join(STRATEGIES)} (default: synthesize)."),
     ] = None
+    options: dict[str, Any] = field(default_factory=dict)
+    """Every other ``MoAOptions`` field given (``--staircase``, ``--proposal-quorum``, ...)."""
 
     def preset_name(self) -> str:
         """The preset given, else ``together`` with a Together key, else ``local``."""
@@ -128,6 +132,7 @@ class ModelChoice:
             "layers": self.layers if self.rounds is None else self.rounds + 1,
             "max_concurrency": self.num_proc,
             "aggregation": self.aggregation,
+            **self.options,
         }
         preset = self.preset_name()
         try:
@@ -139,6 +144,10 @@ class ModelChoice:
             raise typer.BadParameter(f"{flag}: {error}") from None
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 _FLAGS = {
     "proposers": "--reference-models",
     "aggregator": "--aggregator",
@@ -148,7 +157,28 @@ _FLAGS = {
     "max_concurrency": "--num-proc",
     "aggregation": "--aggregation",
 }
-_SHARED = list(fields(ModelChoice))
+_GENERATED = [name for name in option_names() if name not in _FLAGS]
+"""The options with a flag of their own name, made from ``MoAOptions``."""
+_FLAGS.update({name: _flag(name) for name in _GENERATED})
+_SHARED = [f for f in fields(ModelChoice) if f.name != "options"]
+
+
+def _fanout(value: str | None) -> str | int | None:
+    return int(value) if value is not None and value.isdigit() else value
+
+
+def _generated_option(name: str) -> inspect.Parameter:
+    """A keyword parameter for typer: ``--<name>``, typed from the option, its documentation as help."""
+    annotation = MoAOptions.model_fields[name].annotation
+    kinds = set(typing.get_args(annotation)) or {annotation}
+    parse: dict[str, Any] = {}
+    if any(typing.get_origin(k) is typing.Literal for k in kinds):  # "turn", "call" or a number
+        kind: Any = str
+        parse = {"parser": _fanout, "metavar": "call|turn|N"}
+    else:
+        kind = next((k for k in (int, float) if k in kinds), str)
+    hint = Annotated[kind | None, typer.Option(_flag(name), help=describe(name), **parse)]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
 
 
 def model_options(command: _F | None = None, *, exclude: tuple[str, ...] = ()) -> Any:
@@ -165,10 +195,13 @@ def model_options(command: _F | None = None, *, exclude: tuple[str, ...] = ()) -
     shared = [
         inspect.Parameter(f.name, keyword, default=f.default, annotation=shared_hints[f.name]) for f in taken
     ]
+    generated = [_generated_option(name) for name in _GENERATED if name not in exclude]
+    shared += generated
 
     @functools.wraps(command)
     def run(**values: Any) -> Any:
         choice = ModelChoice(**{f.name: values.pop(f.name) for f in taken})
+        choice.options = {p.name: v for p in generated if (v := values.pop(p.name)) is not None}
         return command(choice=choice, **values)
 
     run.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]

@@ -131,6 +131,8 @@ def as_json(message: AIMessage) -> str:
             "usage": message.usage_metadata,
             "layers": moa["layers"],
             "aggregator": moa["aggregator"],
+            # what the strategy did, and staircase's rounds, when there is more to say than the default
+            **{key: moa[key] for key in ("aggregation", "staircase") if key in moa},
         },
         indent=2,
         ensure_ascii=False,

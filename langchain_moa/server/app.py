@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,21 +48,46 @@ logger = logging.getLogger(__name__)
 
 class ModelRegistry:
     """The MoA configurations a server runs, by name; each is built on first use and then kept (so
-    local models stay loaded between requests)."""
+    local models stay loaded between requests), each under a lock of its own (a slow first build
+    holds up no other model). A request's own options (the ``moa`` field) make a variant that shares
+    the configuration's models; the last ``VARIANTS`` variants are kept."""
+
+    VARIANTS = 64
 
     def __init__(self, factories: Mapping[str, Callable[[], MoAChatModel]]) -> None:
         self._factories = dict(factories)
         self._built: dict[str, MoAChatModel] = {}
-        self._lock = threading.Lock()
+        self._locks = {name: threading.Lock() for name in self._factories}
+        self._variants: OrderedDict[tuple[str, str], MoAChatModel] = OrderedDict()
+        self._variants_lock = threading.Lock()
 
     def names(self) -> list[str]:
         return list(self._factories)
 
-    def get(self, name: str) -> MoAChatModel:
-        with self._lock:
+    def get(self, name: str, options: Mapping[str, Any] | None = None) -> MoAChatModel:
+        """The model called ``name``, with ``options`` (``MoAOptions`` fields) over its own.
+
+        Raises:
+            MoAConfigError: an option ``MoAOptions`` refuses (the message names it).
+        """
+        with self._locks[name]:
             if name not in self._built:
                 self._built[name] = self._factories[name]()
-            return self._built[name]
+            model = self._built[name]
+        if not options:
+            return model
+        key = (name, json.dumps(options, sort_keys=True))
+        with self._variants_lock:
+            if (variant := self._variants.get(key)) is not None:
+                self._variants.move_to_end(key)
+                return variant
+        variant = model.model_copy(update=dict(options))
+        variant.graph  # noqa: B018 -- checked and built now: a bad value fails this request alone
+        with self._variants_lock:
+            self._variants[key] = variant
+            while len(self._variants) > self.VARIANTS:
+                self._variants.popitem(last=False)
+        return variant
 
 
 def _error(
@@ -163,6 +189,13 @@ def create_app(registry: ModelRegistry, *, api_key: str | None = None) -> FastAP
         except MoAError as error:
             return _error(503, f"The model {name!r} cannot run here: {error}", kind="invalid_request_error",
                           param="model", code="model_unavailable")  # fmt: skip
+        if chat_request.moa:
+            try:
+                moa = await asyncio.to_thread(registry.get, name, chat_request.moa)
+            except MoAConfigError as error:
+                field = next((f for f in chat_request.moa if str(error).startswith(f)), None)
+                return _error(400, f"moa: {error}", kind="invalid_request_error",
+                              param=f"moa.{field}" if field else "moa")  # fmt: skip
         if chat_request.tools:
             try:
                 moa = moa.bind_tools(chat_request.tools, tool_choice=chat_request.tool_choice)

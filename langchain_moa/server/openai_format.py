@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, conv
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from langchain_moa.conversation import was_cut
+from langchain_moa.options import per_request_options
 
 __all__ = [
     "ChatRequest",
@@ -45,6 +46,18 @@ class ChatRequest(BaseModel):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     n: Literal[1] = 1
+    moa: dict[str, Any] | None = None
+    """This request's own MoA options, e.g. ``{"staircase": 16}``: those of ``per_request_options()``,
+    which shape how an answer is made but never which models run or how long anything may take."""
+
+    @field_validator("moa")
+    @classmethod
+    def _per_request(cls, options: dict[str, Any] | None) -> dict[str, Any] | None:
+        allowed = per_request_options()
+        if unknown := [k for k in options or {} if k not in allowed]:
+            msg = f"{unknown[0]!r} cannot be set per request (per-request options: {', '.join(allowed)})"
+            raise ValueError(msg)
+        return options
 
     @field_validator("messages")
     @classmethod

@@ -66,7 +66,12 @@ def served() -> Iterator[Served]:
     def unavailable() -> MoAChatModel:
         return MoAChatModel(proposers=["Qwen/Qwen2.5-72B-Instruct-Turbo"], aggregator="org/m", api_key=None)
 
-    registry = ModelRegistry({"moa-test": moa, "moa-slow": lambda: slow, "moa-keyless": unavailable})
+    streaming = MoAChatModel(
+        proposers=[ScriptedChatModel(answer=" ".join(f"p{i}" for i in range(60)), token_delay=0.005)] * 2,
+        aggregator=ScriptedChatModel(answer=" ".join(f"a{i}" for i in range(60))),
+    )
+    registry = ModelRegistry({"moa-test": moa, "moa-slow": lambda: slow, "moa-keyless": unavailable,
+                              "moa-staircase": lambda: streaming})  # fmt: skip
     app = create_app(registry, api_key=KEY)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -84,7 +89,12 @@ def served() -> Iterator[Served]:
 
 
 def test_models_lists_what_it_serves(served: Served) -> None:
-    assert [m.id for m in served.client().models.list()] == ["moa-test", "moa-slow", "moa-keyless"]
+    assert [m.id for m in served.client().models.list()] == [
+        "moa-test",
+        "moa-slow",
+        "moa-keyless",
+        "moa-staircase",
+    ]
 
 
 def test_a_completion_with_usage_and_the_moa_details(served: Served) -> None:
@@ -157,6 +167,14 @@ async def test_the_async_client_and_concurrent_requests(served: Served) -> None:
          "temperature", "greater than or equal to 0"),
         ({"model": "moa-test", "messages": [{"role": "user", "content": "   "}]}, 400, "messages",
          "the conversation has only blank text"),
+        ({"model": "moa-test", "messages": [{"role": "user", "content": "Hi"}], "extra_body": {"moa": {"staircase": 0}}},
+         400, "moa.staircase", "staircase must be an integer >= 1"),
+        ({"model": "moa-test", "messages": [{"role": "user", "content": "Hi"}],
+          "extra_body": {"moa": {"staircase": 4, "aggregation": "select"}}}, 400, "moa.staircase", "staircase cannot be combined"),
+        ({"model": "moa-test", "messages": [{"role": "user", "content": "Hi"}], "extra_body": {"moa": {"proposers": ["x"]}}},
+         400, "moa", "'proposers' cannot be set per request"),
+        ({"model": "moa-test", "messages": [{"role": "user", "content": "Hi"}], "extra_body": {"moa": {"max_concurrency": 99}}},
+         400, "moa", "'max_concurrency' cannot be set per request"),
     ],
 )  # fmt: skip
 def test_bad_requests_are_openai_errors_naming_the_field(
@@ -199,6 +217,25 @@ def test_a_client_that_disconnects_mid_stream_cancels_the_run(served: Served) ->
     while served.aggregator_tally.cancelled == before or served.aggregator_tally.running:
         assert time.monotonic() < deadline, "the MoA run went on after the client left"
         time.sleep(0.05)
+
+
+def test_a_request_sets_its_own_staircase_and_proposal_budget(served: Served) -> None:
+    stream = served.client().chat.completions.create(
+        model="moa-staircase", messages=[{"role": "user", "content": "Hi"}], stream=True, max_tokens=12,
+        extra_body={"moa": {"staircase": 4, "proposer_max_tokens": 30}},
+    )  # fmt: skip
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(text.split()) == 12
+    moa = chunks[-1].model_extra["moa"]  # type: ignore[index]
+    assert moa["staircase"]["chunk"] == 4 and len(moa["staircase"]["rounds"]) == 3
+    assert all(p["cut"] for p in moa["layers"][-1])  # the answer was whole before the proposals
+    budget = served.client().chat.completions.create(
+        model="moa-staircase", messages=[{"role": "user", "content": "Hi"}], max_tokens=12,
+        extra_body={"moa": {"proposer_max_tokens": 30}},
+    )  # fmt: skip
+    assert [len(p["content"].split()) for p in budget.model_extra["moa"]["layers"][-1]] == [30, 30]  # type: ignore[index]
+    assert "staircase" not in budget.model_extra["moa"]  # type: ignore[index]  # the variant was that request's
 
 
 def test_langchain_chat_openai_speaks_to_it(served: Served) -> None:

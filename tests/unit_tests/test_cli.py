@@ -213,6 +213,10 @@ def test_a_missing_key_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
         (["Q", "--temperature", "-1"], "--temperature"),
         (["Q", "--max-tokens", "0"], "--max-tokens"),
         (["Q", "--rounds", "1", "--layers", "3"], "--rounds 1 and --layers 3 disagree"),
+        (["Q", "--staircase", "0"], "--staircase: staircase must be an integer >= 1"),
+        (["Q", "--proposer-max-tokens", "0"], "--proposer-max-tokens: proposer_max_tokens must be"),
+        (["Q", "--fanout", "often"], "--fanout: fanout must be 'call', 'turn'"),
+        (["Q", "--staircase", "8", "--aggregation", "select"], "staircase cannot be combined"),
     ],
 )
 def test_bad_option_values_are_usage_errors(models: Models, args: list[str], fragment: str) -> None:
@@ -220,6 +224,31 @@ def test_bad_option_values_are_usage_errors(models: Models, args: list[str], fra
     assert result.exit_code == 2
     assert fragment in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_every_moa_option_has_a_flag_with_its_documentation() -> None:
+    from langchain_moa.cli.options import _FLAGS
+    from langchain_moa.options import describe, option_names
+
+    result = runner.invoke(cli.app, ["ask", "--help"], env={"COLUMNS": "400"})
+    help_text = " ".join(result.output.split())
+    for name in option_names():
+        flag = _FLAGS[name].split("/")[0]
+        assert flag in help_text, name
+    assert " ".join(describe("staircase").split()) in help_text
+
+
+def test_the_generated_flags_reach_the_model(models: Models) -> None:
+    args = ["Q", *FAKE, "--staircase", "4", "--proposer-max-tokens", "7", "--proposal-quorum", "2",
+            "--layer-deadline", "9.5", "--proposer-timeout", "30", "--min-proposals", "2",
+            "--max-retries", "1", "--fanout", "3", "--seed", "5", "--json"]  # fmt: skip
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    assert [c["kwargs"]["max_tokens"] for c in models.calls("p1")] == [7]
+    answer = json.loads(result.stdout)
+    assert answer["staircase"]["chunk"] == 4
+    fields = ModelChoice(preset="local", options={"fanout": 3, "layer_deadline": 9.5}).model_fields()
+    assert (fields["fanout"], fields["layer_deadline"]) == (3, 9.5)
 
 
 def test_option_values_map_to_model_fields(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from langchain_moa import MoAConfigError
-from langchain_moa.langgraph_app import configured_fields, make_graph
+from langchain_moa.langgraph_app import MoAConfiguration, configured_fields, make_graph
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,3 +68,22 @@ def test_without_the_local_backend_the_default_says_what_to_set(monkeypatch: pyt
         MoAConfigError, match=r'pip install "langchain-moa\[local\]", or configure another preset'
     ):
         make_graph({"configurable": {}})
+
+
+def test_a_served_configuration_turns_staircase_on_and_checks_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    assert {"staircase", "proposer_max_tokens"} <= set(MoAConfiguration.model_fields)
+    configurable = {"preset": "together", "staircase": 16, "proposer_max_tokens": 128}
+    graph = make_graph({"configurable": {**configurable, "__is_for_execution__": False}})
+    edges = {(e.source, e.target) for e in graph.get_graph().edges}
+    assert ("__start__", "aggregator") in edges  # the aggregator runs beside the proposers
+    with pytest.raises(MoAConfigError, match="staircase must be an integer >= 1"):
+        make_graph({"configurable": {"preset": "together", "staircase": 0, "__is_for_execution__": False}})
+
+
+def test_a_preset_carries_any_option() -> None:
+    from langchain_moa.presets import Preset
+
+    preset = Preset(name="p", description="", proposers=("a/x",), aggregator="a/y", layers=2,
+                    options={"staircase": 8})  # fmt: skip
+    assert preset.model_fields()["staircase"] == 8

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 from typing import Any
 
 import pytest
@@ -55,7 +56,7 @@ async def test_round_one_is_the_papers_prompt_and_later_rounds_only_append() -> 
         "Be brief.\n\n" + AGGREGATOR_PROMPT + "".join(f"\n{k + 1}. {_words(8, f'p{k}w')}" for k in range(3))
     )
     assert [(m.type, m.text) for m in first[1:]] == [("human", "Q")]
-    for before, after in zip(calls, calls[1:], strict=False):
+    for before, after in itertools.pairwise(calls):
         assert after[: len(before)] == before  # a prefix cache reuses every earlier round
         assert isinstance(after[len(before)], AIMessage)
         continuation = after[-1]
@@ -76,6 +77,7 @@ async def test_a_chunk_longer_than_the_proposals_is_the_papers_moa_exactly() -> 
     standard, _, plain_aggregator = _moa(staircase=None)
     await staircase.ainvoke("Q")
     await standard.ainvoke("Q")
+
     def seen(model: ScriptedChatModel) -> list[list[tuple[str, str]]]:
         return [[(m.type, m.text) for m in c["messages"]] for c in model.calls]
 
