@@ -118,8 +118,13 @@ MoAEvent = (
 
 
 def emit(event: MoAEvent) -> None:
-    """Send ``event`` on the running graph's custom stream (a no-op when nobody streams it)."""
-    get_stream_writer()(event)
+    """Send ``event`` on the running graph's custom stream (a no-op when nobody streams it, or outside
+    a graph run, as when ``moa eval exact`` aggregates journalled proposals again)."""
+    try:
+        writer = get_stream_writer()
+    except RuntimeError:
+        return
+    writer(event)
 
 
 Observer = Callable[[MoAEvent], None]

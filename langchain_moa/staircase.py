@@ -25,6 +25,8 @@ glue two words together. Every round and what it took in is recorded in
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -40,7 +42,7 @@ from langchain_moa.events import AggregatorRound, AggregatorStarted, Token, emit
 from langchain_moa.prompts import inject_references
 from langchain_moa.state import Proposal
 
-__all__ = ["CONTINUE_PROMPT", "FINISH_PROMPT", "Staircase", "aggregate_in_rounds", "joined"]
+__all__ = ["CONTINUE_PROMPT", "FINISH_PROMPT", "Staircase", "aggregate_in_rounds", "joined", "replay"]
 
 CONTINUE_PROMPT = "The responses continue (each from where its text above stopped):"
 """Heads the references of every round after the first."""
@@ -234,3 +236,45 @@ async def _one_round(
             tokens += 1
             emit(Token(chunk=chunk))
         yield chunk
+
+
+class _Replayed(Staircase):
+    """Finished proposals fed as if they streamed in step with the aggregator: before each round,
+    every proposal writes its next ``chunk`` words."""
+
+    def __init__(self, texts: Sequence[str], chunk: int) -> None:
+        super().__init__(len(texts), chunk)
+        self._words = [re.findall(r"\s*\S+", text) for text in texts]
+        self._fed = 0
+
+    async def take(self) -> tuple[list[str], list[int]]:
+        for index, words in enumerate(self._words, start=1):
+            for word in words[self._fed : self._fed + self.chunk]:
+                self.wrote(index, word)
+            if self._fed + self.chunk >= len(words) and self.streams[index - 1].proposal is None:
+                self.finished(Proposal(node="", layer=0, index=index, model="", content="".join(words),
+                                       error=None, usage=None, latency_s=0.0, cut=False))  # fmt: skip
+        self._fed += self.chunk
+        return await super().take()
+
+
+async def replay(
+    model: Runnable[Any, BaseMessage],
+    conversation: Sequence[BaseMessage],
+    proposals: Sequence[str],
+    *,
+    chunk: int,
+    prompt: str,
+    max_tokens: int | None = None,
+    **kwargs: Any,
+) -> tuple[str, dict[str, Any], list[AIMessageChunk]]:
+    """Staircase aggregation of journalled, finished proposals, in chunks of ``chunk`` words cut from
+    them in the order they would arrive (each round takes every proposal's next chunk, as when the
+    proposers write as fast as the aggregator): what ``moa eval exact --strategies staircase=N``
+    measures. Returns the answer, the record of the rounds and the answer's chunks (for its usage)."""
+    chunks, record = await aggregate_in_rounds(
+        model, conversation, _Replayed(proposals, chunk), prompt=prompt, order=range(len(proposals)),
+        min_proposals=1, max_tokens=max_tokens, label="replay", slot=contextlib.nullcontext,
+        config={}, kwargs=kwargs,
+    )  # fmt: skip
+    return "".join(c.text for c in chunks), record, chunks

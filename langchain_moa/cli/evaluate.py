@@ -217,8 +217,9 @@ def exact_match(
         str | None,
         typer.Option(
             "--strategies",
-            help=f"Also score these aggregations (comma separated: {', '.join(STRATEGIES)}) on the same "
-            "proposals: only the aggregator runs again.",
+            help=f"Also score these aggregations (comma separated: {', '.join(STRATEGIES)}, or the fast "
+            "paths staircase=N and proposer_max_tokens=N, replayed from the proposals' first words) on "
+            "the same proposals: only the aggregator runs again.",
         ),
     ] = None,
     output: OutputOpt = Path("exact_results.jsonl"),
@@ -239,6 +240,8 @@ def exact_match(
     rows = (
         _guard(data.load_dataset, dataset, limit) if dataset else _guard(data.load_jsonl, questions)[:limit]
     )
+    others = [s.strip() for s in (strategies or "").split(",") if s.strip()]
+    _guard(exact.check_strategies, others)  # before any model runs
     moa, _ = _moa(choice)
     selfish = None
     if self_moa:
@@ -253,8 +256,7 @@ def exact_match(
             show_progress=not quiet,
         )
     )
-    if strategies:
-        others = [s.strip() for s in strategies.split(",") if s.strip()]
+    if others:
         records = _run(
             exact.run_strategies(
                 moa, rows, records, output, others, num_proc=num_proc, show_progress=not quiet

@@ -11,6 +11,7 @@ questions.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import HumanMessage
+from langchain_core.messages.ai import add_usage
 
 from langchain_moa import aggregation
 from langchain_moa.answers import NUMBER, choice_letter, normalize, number_answer
@@ -27,10 +29,12 @@ from langchain_moa.chat_models import MoAChatModel
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.evaluation.runner import Journal, failures_path, run_items
 from langchain_moa.evaluation.statistics import mcnemar, wilson_interval
+from langchain_moa.staircase import replay
 
 __all__ = [
     "ConfigurationScore",
     "baselines",
+    "check_strategies",
     "matches",
     "report",
     "run_exact",
@@ -146,11 +150,14 @@ async def run_strategies(
     show_progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Aggregate each question's journalled proposals again with every other ``strategy``: only the
-    aggregator runs, so the strategies are compared on the very same proposals. Resumable too."""
-    unknown = [s for s in strategies if s not in aggregation.STRATEGIES]
-    if unknown:
-        msg = f"unknown aggregation {unknown[0]!r}; strategies: {', '.join(aggregation.STRATEGIES)}"
-        raise MoAConfigError(msg)
+    aggregator runs, so the strategies are compared on the very same proposals. Resumable too.
+
+    Besides the aggregation strategies, two fast paths replay the proposals: ``staircase=N`` aggregates
+    them in staircase rounds of N words cut from the journalled text in the order they would arrive
+    (``staircase.replay``), and ``proposer_max_tokens=N`` synthesises their first N words (what a
+    proposer limited to N tokens writes, counted in words; its proposal tokens are estimated in
+    proportion)."""
+    check_strategies(strategies)
     sampling = {
         k: v for k, v in (("temperature", moa.temperature), ("max_tokens", moa.max_tokens)) if v is not None
     }
@@ -160,18 +167,32 @@ async def run_strategies(
         record, strategy = item
         moa_record = record["moa"]
         references = [t for t in moa_record.get("final", [p["text"] for p in moa_record["proposals"]]) if t]
-        started = time.perf_counter()
-        text, note, usage = await aggregation.aggregate_once(
-            moa.aggregator_model,
-            [HumanMessage(questions[record["index"]]["question"])],
-            references,
-            strategy,
-            prompt=moa.aggregator_prompt,
-            rng=random.Random(f"{moa.seed}-{record['id']}"),
-            voters=len(moa_record.get("final", moa_record["proposals"])),
-            **sampling,
-        )
+        conversation = [HumanMessage(questions[record["index"]]["question"])]
         proposal_tokens = sum(p["tokens"] for p in moa_record["proposals"])
+        fast_path, n = _replay_spec(strategy)
+        started = time.perf_counter()
+        if fast_path == "staircase":
+            text, note, chunks = await replay(
+                moa.aggregator_model, conversation, references, chunk=n, prompt=moa.aggregator_prompt,
+                **sampling,
+            )  # fmt: skip
+            usage = functools.reduce(add_usage, [c.usage_metadata for c in chunks if c.usage_metadata], None)
+        else:
+            if fast_path == "proposer_max_tokens":
+                words = [re.findall(r"\s*\S+", r) for r in references]
+                kept = sum(min(len(w), n) for w in words) / max(1, sum(len(w) for w in words))
+                references = ["".join(w[:n]).strip() for w in words]
+                proposal_tokens = round(proposal_tokens * kept)
+            text, note, usage = await aggregation.aggregate_once(
+                moa.aggregator_model,
+                conversation,
+                references,
+                strategy if fast_path is None else "synthesize",
+                prompt=moa.aggregator_prompt,
+                rng=random.Random(f"{moa.seed}-{record['id']}"),
+                voters=len(moa_record.get("final", moa_record["proposals"])),
+                **sampling,
+            )
         return {
             "key": f"{record['id']}|{strategy}",
             "text": text,
@@ -197,6 +218,27 @@ async def run_strategies(
             s: done[f"{record['id']}|{s}"] for s in strategies if f"{record['id']}|{s}" in done
         }
     return records
+
+
+_FAST_PATHS = ("staircase", "proposer_max_tokens")
+
+
+def check_strategies(specs: list[str]) -> None:
+    """Refuse an unknown strategy or fast path (``MoAConfigError`` naming it and what exists)."""
+    for spec in specs:
+        _replay_spec(spec)
+
+
+def _replay_spec(spec: str) -> tuple[str | None, int]:
+    """``("staircase", 8)`` for ``"staircase=8"``, ``(None, 0)`` for a strategy's name."""
+    if spec in aggregation.STRATEGIES:
+        return None, 0
+    name, _, size = spec.partition("=")
+    if name in _FAST_PATHS and size.isdigit() and int(size) >= 1:
+        return name, int(size)
+    known = [*aggregation.STRATEGIES, *(f"{p}=N" for p in _FAST_PATHS)]
+    msg = f"unknown aggregation {spec!r}; strategies: {', '.join(known)}"
+    raise MoAConfigError(msg)
 
 
 @dataclass

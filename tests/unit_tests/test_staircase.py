@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from langchain_moa import AggregatorError, MoAChatModel, MoAConfigError, MoAErro
 from langchain_moa.events import AggregatorRound, ProposalChunk, ProposalReady, Token, observe
 from langchain_moa.fakes import BrokenStream, CallTally, Delayed, ScriptedChatModel
 from langchain_moa.prompts import AGGREGATOR_PROMPT
-from langchain_moa.staircase import CONTINUE_PROMPT, FINISH_PROMPT, GO_ON, joined
+from langchain_moa.staircase import CONTINUE_PROMPT, FINISH_PROMPT, GO_ON, joined, replay
 
 
 def _words(n: int, stem: str) -> str:
@@ -278,3 +280,52 @@ def test_staircase_changes_the_cache_key() -> None:
     one, _, _ = _moa(staircase=8)
     other, _, _ = _moa(staircase=16)
     assert one._identifying_params != other._identifying_params
+
+
+async def test_replay_feeds_journalled_proposals_in_lockstep_rounds() -> None:
+    aggregator = ScriptedChatModel(answer=_words(30, "a"))
+    proposals = [_words(20, "x"), _words(12, "y")]
+    text, record, chunks = await replay(
+        aggregator, [HumanMessage("Q")], proposals, chunk=8, prompt=AGGREGATOR_PROMPT, max_tokens=24
+    )
+    assert [r["took_tokens"] for r in record["rounds"]] == [[8, 8], [8, 4], [4, 0]]
+    assert [r["complete"] for r in record["rounds"]] == [False, False, True]
+    first = aggregator.calls[0]["messages"][0].content
+    assert first.endswith(f"\n1. {_words(8, 'x')}\n2. {_words(8, 'y')}")
+    assert len(text.split()) == 24 and sum(1 for c in chunks if c.usage_metadata) == 3
+
+
+def test_exact_scores_the_fast_paths_on_the_same_proposals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from langchain_moa import cli
+
+    made: list[ScriptedChatModel] = []
+
+    def resolve(spec: Any, **_: Any) -> Any:
+        if spec == "agg":  # right only when it has seen a proposal's last words
+            model = ScriptedChatModel(
+                respond=lambda m, k: "42" if "so 42" in str([x.text for x in m]) else "41"
+            )
+        else:
+            model = ScriptedChatModel(answer=_words(20, "step") + " so 42")
+        made.append(model)
+        return model
+
+    monkeypatch.setattr("langchain_moa.graph.resolve_chat_model", resolve)
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("".join(json.dumps({"question": f"q{i}", "answer": "42"}) + "\n" for i in range(3)))
+    args = ["eval", "exact", "--questions", str(questions), "-o", str(tmp_path / "out.jsonl"), "--quiet",
+            "--reference-models", "p1,p2", "--aggregator", "agg",
+            "--strategies", "staircase=8,proposer_max_tokens=10"]  # fmt: skip
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    rows = {line.split("\t")[0]: line.split("\t") for line in result.stdout.splitlines()}
+    assert rows["MoA (staircase=8)"][1].startswith("100.0%")  # the last round saw the end
+    assert rows["MoA (proposer_max_tokens=10)"][1].startswith("0.0%")  # cut before "so 42"
+    calls = sum(len(m.calls) for m in made)
+    bad = CliRunner().invoke(cli.app, [*args[:-1], "staircase=0"])
+    assert bad.exit_code != 0 and "unknown aggregation 'staircase=0'" in bad.stderr
+    assert sum(len(m.calls) for m in made) == calls  # refused before any model ran

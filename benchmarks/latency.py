@@ -1,0 +1,282 @@
+"""Latency as people who serve LLMs measure it: time to first token (TTFT), inter-token latency (ITL)
+and end-to-end time, p50 and p95, at 1 and 16 concurrent users, with ``servebench`` (an established
+load tool for OpenAI-compatible endpoints) driving MoA's OpenAI-compatible server.
+
+    pip install -e ".[bench,local]"
+    python benchmarks/latency.py simulated   # servebench's simulated provider behind every model
+    python benchmarks/latency.py local       # moa serve --preset local, with and without staircase
+    python benchmarks/latency.py chart       # benchmarks/latency.png from both result files
+
+``simulated``: ``servebench mock-server`` streams tokens with a set TTFT and inter-token time and
+writes exactly ``max_tokens`` tokens. Each configuration is a MoA of 4 proposers and an aggregator,
+all ``ChatOpenAI(streaming=True)`` on that provider, served by ``moa serve``'s app in a process of
+its own (a configuration file for per-model endpoints does not exist yet, so the models are built
+here); servebench then runs against it, one configuration after another, in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+PROMPTS = [
+    "Why is the sky blue?",
+    "List the numbers from 1 to 10.",
+    "Explain what a hash table is.",
+    "Give three tips for writing clear emails.",
+    "What causes the seasons on Earth?",
+    "Summarise the plot of Romeo and Juliet.",
+]
+
+# name -> (layers, MoAOptions fields). Proposals are 300 tokens unless the configuration says otherwise.
+SIMULATED: dict[str, tuple[int, dict[str, Any]]] = {
+    "MoA synthesize": (2, {}),
+    "MoA proposal_quorum=3": (2, {"proposal_quorum": 3}),
+    "MoA aggregation=majority": (2, {"aggregation": "majority"}),
+    "MoA staircase=16": (2, {"staircase": 16}),
+    "MoA staircase=64": (2, {"staircase": 64}),
+    "MoA proposer_max_tokens=100": (2, {"proposer_max_tokens": 100}),
+    "3-layer MoA synthesize": (3, {}),
+    "3-layer MoA staircase=16": (3, {"staircase": 16}),
+    "3-layer MoA staircase=64": (3, {"staircase": 64}),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for(port: int, process: subprocess.Popen[bytes], seconds: float = 600) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server on port {port} exited with {process.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"nothing listened on port {port} within {seconds}s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def _summary(run: dict[str, Any]) -> dict[str, Any]:
+    """p50/p95 of TTFT, ITL and end-to-end per concurrency level, from servebench's per-request data."""
+    levels = {}
+    for level in run["levels"]:
+        ok = [r for r in level["requests"] if r.get("ok")]
+        ttft = [r["ttft"] for r in ok]
+        e2e = [r["e2e"] for r in ok]
+        itl = [b - a for r in ok for a, b in zip(r["chunk_times"], r["chunk_times"][1:], strict=False)]
+        levels[str(int(level["value"]))] = {
+            "requests": len(level["requests"]),
+            "failed": len(level["requests"]) - len(ok),
+            **{f"ttft_p{q}": _percentile(ttft, q) for q in (50, 95)},
+            **{f"itl_p{q}": _percentile(itl, q) for q in (50, 95)},
+            **{f"e2e_p{q}": _percentile(e2e, q) for q in (50, 95)},
+        }
+    return levels
+
+
+def _levels(url: str, model: str, *, users: list[int], requests: int, output_len: int) -> dict[str, Any]:
+    """Each concurrency level in a run of its own: ``requests`` with one user, and ``max(requests,
+    users)`` with more, so that every user has a request."""
+    levels = {}
+    for n in users:
+        run = _servebench(url, model, concurrency=str(n), requests=max(requests, n), output_len=output_len)
+        levels.update(_summary(run))
+    return levels
+
+
+def _servebench(url: str, model: str, *, concurrency: str, requests: int, output_len: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        prompts = Path(tmp, "prompts.jsonl")
+        prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+        out = Path(tmp, "run.json")
+        command = [
+            str(Path(sys.executable).with_name("servebench")), "run", "--url", url, "--model", model,
+            "--concurrency", concurrency, "--num-requests", str(requests), "--prompts", str(prompts),
+            "--output-len", str(output_len), "--no-ignore-eos", "--warmup", "1", "--seed", "7",
+            "--no-gpu", "--timeout", "600", "--out", str(out),
+        ]  # fmt: skip
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        return json.loads(out.read_text())
+
+
+def serve_simulated(mock: str, port: int, layers: int, options: dict[str, Any]) -> None:
+    """One MoA configuration on the simulated provider, served by ``moa serve``'s app."""
+    import uvicorn
+    from langchain_openai import ChatOpenAI
+
+    from langchain_moa import MoAChatModel
+    from langchain_moa.server.app import ModelRegistry, create_app
+
+    class SimulatedModel(ChatOpenAI):
+        # The simulated provider reads the older ``max_tokens`` field, which ChatOpenAI now sends as
+        # ``max_completion_tokens``.
+        def _get_request_payload(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            payload = super()._get_request_payload(*args, **kwargs)
+            if "max_completion_tokens" in payload:
+                payload["max_tokens"] = payload.pop("max_completion_tokens")
+            return payload
+
+    def model(name: str) -> ChatOpenAI:
+        return SimulatedModel(
+            model=name, base_url=mock, api_key="unused", streaming=True, stream_usage=True, max_retries=0
+        )
+
+    moa = MoAChatModel(
+        proposers=[model(f"proposer-{i}") for i in range(1, 5)],
+        aggregator=model("aggregator"),
+        layers=layers,
+        **{"proposer_max_tokens": 300, **options},
+    )
+    app = create_app(ModelRegistry({"moa": lambda: moa}))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def simulated(args: argparse.Namespace) -> None:
+    mock_port = _free_port()
+    mock = subprocess.Popen(
+        [str(Path(sys.executable).with_name("servebench")), "mock-server", "--host", "127.0.0.1", "--port", str(mock_port),
+         "--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    results: dict[str, Any] = {
+        "provider": {"ttft_ms": args.ttft_ms, "itl_ms": args.itl_ms, "proposal_tokens": 300},
+        "answer_tokens": args.output_len,
+        "configurations": {},
+    }
+    try:
+        _wait_for(mock_port, mock)
+        url = f"http://127.0.0.1:{mock_port}/v1"
+        results["configurations"]["one model alone"] = _levels(
+            url, "one-model", users=[1, 16], requests=args.requests, output_len=args.output_len
+        )
+        print("one model alone", results["configurations"]["one model alone"], flush=True)
+        for name, (layers, options) in SIMULATED.items():
+            port = _free_port()
+            spec = json.dumps({"layers": layers, "options": options})
+            server = subprocess.Popen(
+                [sys.executable, __file__, "serve-simulated", url, str(port), spec],
+                stdout=subprocess.DEVNULL,
+            )
+            try:
+                _wait_for(port, server)
+                levels = _levels(f"http://127.0.0.1:{port}/v1", "moa", users=[1, 16],
+                                 requests=args.requests, output_len=args.output_len)  # fmt: skip
+            finally:
+                _stop(server)
+            results["configurations"][name] = {"layers": layers, "options": options, **levels}
+            print(name, results["configurations"][name], flush=True)
+    finally:
+        _stop(mock)
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+
+
+def local(args: argparse.Namespace) -> None:
+    """``moa serve --preset local`` as a user starts it, with and without staircase (one at a time:
+    two llama.cpp servers on two cores would slow each other down)."""
+    results: dict[str, Any] = {"answer_tokens": args.output_len, "configurations": {}}
+    for name, flags in {
+        "one model (layers=1)": ["--layers", "1"],
+        "MoA synthesize": [],
+        **{f"MoA staircase={n}": ["--staircase", str(n)] for n in args.staircase},
+    }.items():
+        port = _free_port()
+        server = subprocess.Popen(
+            [str(Path(sys.executable).with_name("moa")), "serve", "--preset", "local", "--port", str(port),
+             "--name", "moa", *flags],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            _wait_for(port, server)
+            levels = _levels(f"http://127.0.0.1:{port}/v1", "moa", users=[1],
+                             requests=args.requests, output_len=args.output_len)  # fmt: skip
+        finally:
+            _stop(server)
+        results["configurations"][name] = levels
+        print(name, results["configurations"][name], flush=True)
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+
+
+def chart(args: argparse.Namespace) -> None:
+    """Median TTFT against median end-to-end time, one point per configuration (one user)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = [("simulated provider (4 proposers)", HERE / "latency-simulated.json"),
+             ("local preset (0.5B, 2 cores)", HERE / "latency-local.json")]  # fmt: skip
+    figure, axes = plt.subplots(1, len(files), figsize=(13, 5.5))
+    for axis, (title, path) in zip(axes, files, strict=True):
+        configurations = json.loads(path.read_text())["configurations"]
+        for name, result in configurations.items():
+            level = result["1"]
+            axis.scatter(level["e2e_p50"], level["ttft_p50"])
+            axis.annotate(name, (level["e2e_p50"], level["ttft_p50"]), fontsize=7,
+                          textcoords="offset points", xytext=(4, 3))  # fmt: skip
+        axis.set(title=title, xlabel="end-to-end time, median (s)", ylabel="time to first token, median (s)")
+        axis.grid(alpha=0.3)
+    figure.suptitle("Time to first token against end-to-end time (1 user, servebench)")
+    figure.tight_layout()
+    figure.savefig(HERE / "latency.png", dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    sim = commands.add_parser("simulated")
+    sim.add_argument("--ttft-ms", type=int, default=400)
+    sim.add_argument("--itl-ms", type=int, default=25)
+    sim.add_argument("--output-len", type=int, default=200, help="the answer's tokens (max_tokens)")
+    sim.add_argument("--requests", type=int, default=6, help="requests with one user (16 users: 16)")
+    sim.add_argument("--out", default=str(HERE / "latency-simulated.json"))
+    loc = commands.add_parser("local")
+    loc.add_argument("--output-len", type=int, default=128)
+    loc.add_argument("--requests", type=int, default=6)
+    loc.add_argument("--staircase", type=int, nargs="+", default=[8, 24])
+    loc.add_argument("--out", default=str(HERE / "latency-local.json"))
+    commands.add_parser("chart")
+    serve = commands.add_parser("serve-simulated")
+    serve.add_argument("mock")
+    serve.add_argument("port", type=int)
+    serve.add_argument("spec")
+    args = parser.parse_args()
+    if args.command == "serve-simulated":
+        spec = json.loads(args.spec)
+        serve_simulated(args.mock, args.port, spec["layers"], spec["options"])
+    else:
+        {"simulated": simulated, "local": local, "chart": chart}[args.command](args)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
