@@ -35,6 +35,24 @@ def serve(
             help="Require this key as 'Authorization: Bearer KEY' (or set MOA_SERVE_API_KEY).",
         ),
     ] = None,
+    max_body_mb: Annotated[
+        float, typer.Option(min=0.001, help="Refuse request bodies larger than this (413).")
+    ] = 4.0,
+    body_timeout: Annotated[
+        float, typer.Option(min=0.001, help="Seconds a client may take to send its body (408 after).")
+    ] = 30.0,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A web origin allowed to call the server from a page (repeat for more; none: no CORS)."
+        ),
+    ] = None,
+    log_format: Annotated[
+        str, typer.Option(help="One line per request on stderr: text (key=value) or json.")
+    ] = "text",
+    log_content: Annotated[
+        bool, typer.Option("--log-content", help="Also log each request's messages and answer.")
+    ] = False,
 ) -> None:
     """Serve MoA over OpenAI's chat-completions API (/v1/chat/completions, /v1/models)."""
     from langchain_moa.server import require_serve_extra
@@ -48,7 +66,8 @@ def serve(
 
     from langchain_moa.models import unavailable_reason
     from langchain_moa.presets import PRESETS, preset_fields
-    from langchain_moa.server.app import ModelRegistry, create_app
+    from langchain_moa.server.app import Limits, ModelRegistry, create_app
+    from langchain_moa.server.logs import configure as configure_logging
 
     served = name or choice.configuration_name()
     configured = build_model(choice, err)  # built now: a bad option fails before the server starts
@@ -61,7 +80,16 @@ def serve(
                f"{' (key required)' if api_key else ''}; Ctrl-C stops.")  # fmt: skip
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         plain(err, f"Warning: {host} is reachable from other machines and no --api-key is set.")
-    app = create_app(ModelRegistry(factories), api_key=api_key)
+    if log_format not in ("text", "json"):
+        raise fail(err, ValueError(f"--log-format must be text or json, got {log_format!r}"), code=2)
+    configure_logging(log_format)  # type: ignore[arg-type]
+    limits = Limits(
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        body_timeout=body_timeout,
+        cors_origins=tuple(cors_origin or ()),
+        log_content=log_content,
+    )
+    app = create_app(ModelRegistry(factories), api_key=api_key, limits=limits)
     uvicorn.run(app, host=host, port=port, log_level="warning")
     del out
 

@@ -15,16 +15,21 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from langchain_moa.cancellation import stop
 from langchain_moa.errors import MoAConfigError, MoAError
+from langchain_moa.server.logs import RequestLog
 from langchain_moa.server.openai_format import (
-    ChatRequest,
     completion,
     delta_of,
     error_body,
@@ -33,13 +38,14 @@ from langchain_moa.server.openai_format import (
     stream_chunk,
     usage_of,
 )
+from langchain_moa.server.requests import ChatRequest
 
 if TYPE_CHECKING:
     from langchain_core.messages import AIMessageChunk
 
     from langchain_moa.chat_models import MoAChatModel
 
-__all__ = ["ModelRegistry", "create_app"]
+__all__ = ["Limits", "ModelRegistry", "create_app"]
 
 _T = TypeVar("_T")
 
@@ -144,10 +150,102 @@ class _Client:
         self._watcher.cancel()
 
 
-def create_app(registry: ModelRegistry, *, api_key: str | None = None) -> FastAPI:
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost the server before any model runs, and who may call it from a page."""
+
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Larger bodies are refused with 413 before they are read whole."""
+    body_timeout: float = 30.0
+    """Seconds a client may take to send its body; a slower one gets 408."""
+    cors_origins: tuple[str, ...] = ()
+    """Web origins allowed to call the server from a page (none: no CORS headers at all)."""
+    log_content: bool = False
+    """Log each request's messages and answer too (never by default)."""
+
+
+class _Refused(Exception):
+    """A request refused before it ran: its status and OpenAI error."""
+
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.param, self.code = status, param, code
+
+
+async def _read_body(request: Request, limits: Limits) -> bytes:
+    """The body, if it is JSON, at most ``max_body_bytes`` and sent within ``body_timeout``."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":  # a web page cannot send this without the CORS preflight
+        raise _Refused(415, f"Content-Type must be application/json, got {media_type or 'none'!r}",
+                       code="unsupported_media_type")  # fmt: skip
+    too_large = _Refused(413, f"the body is larger than the server's limit of {limits.max_body_bytes} bytes",
+                         code="request_too_large")  # fmt: skip
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise too_large
+    body = bytearray()
+    try:
+        async with asyncio.timeout(limits.body_timeout):
+            async for part in request.stream():
+                body += part
+                if len(body) > limits.max_body_bytes:
+                    raise too_large
+    except TimeoutError:
+        raise _Refused(408, f"the body did not arrive within {limits.body_timeout}s",
+                       code="request_timeout") from None  # fmt: skip
+    except ClientDisconnect:
+        raise _ClientGone from None
+    return bytes(body)
+
+
+def _parse(body: bytes) -> ChatRequest:
+    """The request, checked by its one model (JSON syntax, UTF-8 and nesting depth included)."""
+    try:
+        return ChatRequest.model_validate_json(body)
+    except ValidationError as error:
+        problem = error.errors(include_url=False)[0]
+        if problem["type"] == "json_invalid":
+            raise _Refused(400, f"the body is not valid JSON: {problem['msg']}") from None
+        param = _param(problem["loc"], json.loads(body), missing=problem["type"] == "missing")
+        raise _Refused(400, f"{param or 'the body'}: {problem['msg']}", param=param) from None
+
+
+def _param(loc: tuple[int | str, ...], data: Any, *, missing: bool) -> str | None:
+    """The field a validation error is about, as the client wrote it (``messages.1.tool_call_id``):
+    pydantic's path without the names of union members it tried (``int``, ``tool``)."""
+    parts, node = [], data
+    for number, part in enumerate(loc):
+        present = isinstance(node, dict) and part in node
+        present = present or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node))
+        if present:
+            node = node[part]
+        elif not (missing and number == len(loc) - 1):  # a required field the client left out is named
+            continue
+        parts.append(str(part))
+    return ".".join(parts) or None
+
+
+def create_app(
+    registry: ModelRegistry, *, api_key: str | None = None, limits: Limits | None = None
+) -> FastAPI:
     """The app serving ``registry``; with ``api_key``, every request must carry it as a bearer token."""
+    limits = limits or Limits()
     app = FastAPI(title="langchain-moa", docs_url=None, redoc_url=None, openapi_url=None)
     expected = f"Bearer {api_key}".encode() if api_key else None
+    if limits.cors_origins:
+        headers = ["authorization", "content-type"]
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(limits.cors_origins), allow_methods=["GET", "POST"],
+            allow_headers=headers,
+        )  # fmt: skip
+
+    @app.exception_handler(StarletteHTTPException)
+    async def not_found(request: Request, error: StarletteHTTPException) -> Response:
+        # Unknown routes and wrong methods answer in OpenAI's error shape too.
+        message = f"{request.method} {request.url.path}: {error.detail}"
+        return _error(error.status_code, message, kind="invalid_request_error")
 
     # Checked in each endpoint, not in an HTTP middleware: Starlette's middleware wraps the request's
     # messages and would hide a client's disconnect from a streaming answer.
@@ -170,17 +268,27 @@ def create_app(registry: ModelRegistry, *, api_key: str | None = None) -> FastAP
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
+        log = RequestLog(request.method, request.url.path, content=limits.log_content)
+        response = await _chat(request, log)
+        log.status = response.status_code
+        if isinstance(response, StreamingResponse):
+            response.background = BackgroundTask(log.close)  # once the stream has ended
+        else:
+            log.close()
+        return response
+
+    async def _chat(request: Request, log: RequestLog) -> Response:
         if refusal := refused(request):
             return refusal
         try:
-            chat_request = ChatRequest.model_validate(json.loads(await request.body()))
-        except json.JSONDecodeError as error:
-            return _error(400, f"the body is not JSON: {error.msg}", kind="invalid_request_error")
-        except ValidationError as error:
-            problem = error.errors()[0]
-            param = ".".join(str(part) for part in problem["loc"]) or None
-            return _error(400, f"{param}: {problem['msg']}", kind="invalid_request_error", param=param)
-        name = chat_request.model
+            chat_request = _parse(await _read_body(request, limits))
+        except _Refused as refusal:
+            return _error(refusal.status, str(refusal), kind="invalid_request_error", param=refusal.param,
+                          code=refusal.code)  # fmt: skip
+        except _ClientGone:
+            return Response(status_code=499)
+        name = log.model = chat_request.model
+        log.asked(chat_request)
         if name not in registry.names():
             return _error(404, f"The model {name!r} does not exist; models: {', '.join(registry.names())}",
                           kind="invalid_request_error", param="model", code="model_not_found")  # fmt: skip
@@ -197,8 +305,9 @@ def create_app(registry: ModelRegistry, *, api_key: str | None = None) -> FastAP
                 return _error(400, f"moa: {error}", kind="invalid_request_error",
                               param=f"moa.{field}" if field else "moa")  # fmt: skip
         if chat_request.tools:
+            tools = [tool.model_dump(exclude_none=True) for tool in chat_request.tools]
             try:
-                moa = moa.bind_tools(chat_request.tools, tool_choice=chat_request.tool_choice)
+                moa = moa.bind_tools(tools, **chat_request.tool_kwargs())
             except (ValueError, TypeError) as error:
                 return _error(400, f"tools: {error}", kind="invalid_request_error", param="tools")
         try:
@@ -209,6 +318,7 @@ def create_app(registry: ModelRegistry, *, api_key: str | None = None) -> FastAP
                     answer = await client.unless_gone(moa.ainvoke(messages, **kwargs))
                 finally:
                     client.close()
+                log.answered(answer)
                 return JSONResponse(completion(answer, name))
             chunks = moa.astream(messages, **kwargs)
             try:  # the first token: a run that fails before it is still a 502, not a broken stream
@@ -217,7 +327,7 @@ def create_app(registry: ModelRegistry, *, api_key: str | None = None) -> FastAP
                 client.close()
                 raise
             include_usage = bool(chat_request.stream_options and chat_request.stream_options.include_usage)
-            events = _events(chunks, first, name, client, include_usage=include_usage)
+            events = _events(chunks, first, name, client, log, include_usage=include_usage)
             return StreamingResponse(events, media_type="text/event-stream")
         except _ClientGone:
             return Response(status_code=499)
@@ -234,6 +344,7 @@ async def _events(
     first: AIMessageChunk,
     model: str,
     client: _Client,
+    log: RequestLog,
     *,
     include_usage: bool,
 ) -> AsyncIterator[str]:
@@ -245,7 +356,7 @@ async def _events(
     interrupts it.)
     """
     events: asyncio.Queue[str | None] = asyncio.Queue()
-    reader = asyncio.ensure_future(_read(chunks, first, model, events, include_usage=include_usage))
+    reader = asyncio.ensure_future(_read(chunks, first, model, events, log, include_usage=include_usage))
     client.cancel_when_gone(reader)
     try:
         while (event := await events.get()) is not None:
@@ -260,6 +371,7 @@ async def _read(
     first: AIMessageChunk,
     model: str,
     events: asyncio.Queue[str | None],
+    log: RequestLog,
     *,
     include_usage: bool,
 ) -> None:
@@ -272,9 +384,11 @@ async def _read(
         tool_calls = False
         while chunk is not None:
             tool_calls = tool_calls or bool(chunk.tool_call_chunks)
+            log.token(chunk)
             if delta := delta_of(chunk):
                 events.put_nowait(_sse(stream_chunk(completion_id, model, delta=delta)))
             if chunk.chunk_position == "last":  # the closing chunk: finish reason, usage, MoA details
+                log.answered(chunk)
                 reason = "tool_calls" if tool_calls else finish_reason_of(chunk)
                 moa = chunk.response_metadata.get("moa")
                 events.put_nowait(

@@ -1,20 +1,17 @@
-"""OpenAI's chat-completions format, in and out: requests checked, answers and chunks built."""
+"""OpenAI's chat-completions format going out: answers, chunks and errors (requests: ``requests``)."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any
 
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from langchain_core.messages import AIMessage, AIMessageChunk
 
 from langchain_moa.conversation import was_cut
-from langchain_moa.options import per_request_options
 
 __all__ = [
-    "ChatRequest",
     "completion",
     "delta_of",
     "error_body",
@@ -23,61 +20,6 @@ __all__ = [
     "stream_chunk",
     "usage_of",
 ]
-
-
-class StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-class ChatRequest(BaseModel):
-    """The fields of ``POST /v1/chat/completions`` that MoA honours (others are ignored, as OpenAI-
-    compatible servers do with options they do not have)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    model: str
-    messages: list[dict[str, Any]] = Field(min_length=1)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0)
-    stop: str | list[str] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    n: Literal[1] = 1
-    moa: dict[str, Any] | None = None
-    """This request's own MoA options, e.g. ``{"staircase": 16}``: those of ``per_request_options()``,
-    which shape how an answer is made but never which models run or how long anything may take."""
-
-    @field_validator("moa")
-    @classmethod
-    def _per_request(cls, options: dict[str, Any] | None) -> dict[str, Any] | None:
-        allowed = per_request_options()
-        if unknown := [k for k in options or {} if k not in allowed]:
-            msg = f"{unknown[0]!r} cannot be set per request (per-request options: {', '.join(allowed)})"
-            raise ValueError(msg)
-        return options
-
-    @field_validator("messages")
-    @classmethod
-    def _readable(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        convert_to_messages(messages)  # raises on a role or shape LangChain cannot read
-        return messages
-
-    def conversation(self) -> list[BaseMessage]:
-        return convert_to_messages(self.messages)
-
-    def call_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of the MoA call: sampling for every model, stop for the aggregator."""
-        kwargs: dict[str, Any] = {}
-        if self.temperature is not None:
-            kwargs["temperature"] = self.temperature
-        if (limit := self.max_completion_tokens or self.max_tokens) is not None:
-            kwargs["max_tokens"] = limit
-        if self.stop:
-            kwargs["stop"] = [self.stop] if isinstance(self.stop, str) else self.stop
-        return kwargs
 
 
 def error_body(

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from langchain_moa import MoAConfigError
 from langchain_moa.server import require_serve_extra
-from langchain_moa.server.openai_format import ChatRequest, completion, delta_of
+from langchain_moa.server.openai_format import completion, delta_of
+from langchain_moa.server.requests import ChatRequest
 
 
 def test_a_request_becomes_a_conversation_and_call_arguments() -> None:

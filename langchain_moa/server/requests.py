@@ -1,0 +1,211 @@
+"""The one validation model of ``POST /v1/chat/completions``: every field MoA reads, typed strictly.
+
+Whatever reaches the server is untrusted, so a request is checked by this model alone, before any
+model runs, and refused with OpenAI's 400 naming the field: a string where a boolean belongs
+(``"stream": "yes"``), a boolean or a string where a number belongs (``"max_tokens": true``), a
+temperature outside OpenAI's 0-2 or not finite, an unknown ``tool_choice``, a tool without a function,
+a tool message without ``tool_call_id``, and the fields MoA cannot honour (``logprobs``, ``n`` > 1,
+audio). Fields MoA does not know are ignored, as OpenAI-compatible servers do with vendor options.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
+
+from langchain_moa.options import per_request_options
+
+__all__ = ["ChatRequest"]
+
+Tokens = Annotated[StrictInt, Field(ge=1)]
+Number = StrictInt | StrictFloat
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class _TextPart(_Strict):
+    type: Literal["text"]
+    text: StrictStr
+
+
+class _ImageURL(_Strict):
+    url: StrictStr
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class _ImagePart(_Strict):
+    type: Literal["image_url"]
+    image_url: _ImageURL
+
+
+Content = StrictStr | list[Annotated[_TextPart | _ImagePart, Field(discriminator="type")]]
+
+
+class _Function(_Strict):
+    name: StrictStr
+    arguments: StrictStr
+
+
+class _ToolCall(_Strict):
+    id: StrictStr
+    type: Literal["function"] = "function"
+    function: _Function
+
+    @field_validator("function")
+    @classmethod
+    def _arguments_are_an_object(cls, function: _Function) -> _Function:
+        try:
+            args = json.loads(function.arguments or "{}")
+        except json.JSONDecodeError:
+            args = None
+        if not isinstance(args, dict):
+            raise ValueError(f"arguments must be a JSON object, got {function.arguments[:80]!r}")
+        return function
+
+
+class _System(_Strict):
+    role: Literal["system", "developer"]
+    content: Content
+
+    def message(self) -> BaseMessage:
+        return SystemMessage(content=self.content)  # type: ignore[arg-type]
+
+
+class _User(_Strict):
+    role: Literal["user"]
+    content: Content
+
+    def message(self) -> BaseMessage:
+        return HumanMessage(content=self.content)  # type: ignore[arg-type]
+
+
+class _Assistant(_Strict):
+    role: Literal["assistant"]
+    content: Content | None = None
+    tool_calls: list[_ToolCall] | None = None
+
+    def message(self) -> BaseMessage:
+        calls = [
+            {"id": c.id, "name": c.function.name, "args": json.loads(c.function.arguments or "{}")}
+            for c in self.tool_calls or []
+        ]
+        return AIMessage(content=self.content or "", tool_calls=calls)  # type: ignore[arg-type]
+
+
+class _Tool(_Strict):
+    role: Literal["tool"]
+    content: Content
+    tool_call_id: StrictStr
+
+    def message(self) -> BaseMessage:
+        return ToolMessage(content=self.content, tool_call_id=self.tool_call_id)  # type: ignore[arg-type]
+
+
+Message = Annotated[_System | _User | _Assistant | _Tool, Field(discriminator="role")]
+
+
+class _FunctionSpec(_Strict):
+    name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: StrictStr | None = None
+    parameters: dict[str, Any] | None = None
+    strict: StrictBool | None = None
+
+
+class ToolSpec(_Strict):
+    """A tool the aggregator may call: OpenAI's ``{"type": "function", "function": {...}}``."""
+
+    type: Literal["function"]
+    function: _FunctionSpec
+
+
+class _NamedFunction(_Strict):
+    name: StrictStr
+
+
+class _NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: _NamedFunction
+
+
+class _StreamOptions(_Strict):
+    include_usage: StrictBool = False
+
+
+class ChatRequest(_Strict):
+    """The fields of ``POST /v1/chat/completions`` that MoA reads, each checked as OpenAI checks it."""
+
+    model: StrictStr
+    messages: list[Message] = Field(min_length=1)
+    stream: StrictBool = False
+    stream_options: _StreamOptions | None = None
+    max_tokens: Tokens | None = None
+    max_completion_tokens: Tokens | None = None
+    temperature: Annotated[Number, Field(ge=0, le=2)] | None = None
+    stop: StrictStr | Annotated[list[StrictStr], Field(max_length=4)] | None = None
+    tools: list[ToolSpec] | None = None
+    tool_choice: Literal["none", "auto", "required"] | _NamedToolChoice | None = None
+    parallel_tool_calls: StrictBool | None = None
+    n: Literal[1] = 1
+    logprobs: Literal[False] | None = None
+    """Not honoured: MoA's answer is a synthesis, with no token probabilities of its own."""
+    top_logprobs: None = None
+    audio: None = None
+    modalities: list[Literal["text"]] | None = None
+    moa: dict[str, Any] | None = None
+    """This request's own MoA options, e.g. ``{"staircase": 16}``: those of ``per_request_options()``,
+    which shape how an answer is made but never which models run or how long anything may take."""
+
+    @field_validator("moa")
+    @classmethod
+    def _per_request(cls, options: dict[str, Any] | None) -> dict[str, Any] | None:
+        allowed = per_request_options()
+        if unknown := [k for k in options or {} if k not in allowed]:
+            msg = f"{unknown[0]!r} cannot be set per request (per-request options: {', '.join(allowed)})"
+            raise ValueError(msg)
+        return options
+
+    def conversation(self) -> list[BaseMessage]:
+        return [m.message() for m in self.messages]
+
+    def call_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the MoA call: sampling for every model; stop and tools for the aggregator
+        (tools are bound separately, with ``tool_choice``)."""
+        kwargs: dict[str, Any] = {}
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        if (limit := self.max_completion_tokens or self.max_tokens) is not None:
+            kwargs["max_tokens"] = limit
+        if self.stop:
+            kwargs["stop"] = [self.stop] if isinstance(self.stop, str) else self.stop
+        return kwargs
+
+    def tool_kwargs(self) -> dict[str, Any]:
+        """``bind_tools`` arguments: the tools as OpenAI gives them, the choice, parallel calls."""
+        kwargs: dict[str, Any] = {}
+        if isinstance(self.tool_choice, _NamedToolChoice):
+            kwargs["tool_choice"] = self.tool_choice.model_dump()
+        elif self.tool_choice is not None:
+            kwargs["tool_choice"] = self.tool_choice
+        if self.parallel_tool_calls is not None:
+            kwargs["parallel_tool_calls"] = self.parallel_tool_calls
+        return kwargs

@@ -1,0 +1,300 @@
+"""`moa serve` under attack: what a web page, a hostile or broken client, or a fuzzer can send.
+
+A real uvicorn server on loopback with scripted MoA behind it; raw HTTP where a well-behaved client
+would not send such a request, the official `openai` client where it would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from langchain_moa import MoAChatModel
+from langchain_moa.fakes import CallTally, ScriptedChatModel
+from langchain_moa.server.app import Limits, ModelRegistry, create_app
+from langchain_moa.server.logs import configure
+
+KEY = "hardening-test-key-0123456789"
+ORIGIN = "https://chat.example.org"
+
+
+class Served:
+    def __init__(self, url: str, port: int, tally: CallTally, built: list[str]) -> None:
+        self.url, self.port, self.tally, self.built = url, port, tally, built
+
+    def post(
+        self, body: bytes | str, content_type: str = "application/json", **headers: str
+    ) -> httpx.Response:
+        return httpx.post(f"{self.url}/v1/chat/completions", content=body, timeout=30,
+                          headers={"Authorization": f"Bearer {KEY}", "Content-Type": content_type, **headers})  # fmt: skip
+
+
+def _slow_build(built: list[str], tally: CallTally) -> MoAChatModel:
+    time.sleep(3)  # a model whose first build takes long (a local model loading, say)
+    built.append("slow")
+    return MoAChatModel(
+        proposers=[ScriptedChatModel(answer="p")], aggregator=ScriptedChatModel(answer="slow")
+    )
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Served]:
+    tally, built = CallTally(), []
+    streaming = MoAChatModel(
+        proposers=[ScriptedChatModel(answer="idea", tally=tally) for _ in range(2)],
+        aggregator=ScriptedChatModel(answer=" ".join(["word"] * 300), token_delay=0.02, tally=tally),
+    )
+    quick = MoAChatModel(
+        proposers=[ScriptedChatModel(answer="idea")], aggregator=ScriptedChatModel(answer="An answer.")
+    )
+    registry = ModelRegistry(
+        {
+            "moa-quick": lambda: quick,
+            "moa-stream": lambda: streaming,
+            "moa-slow": lambda: _slow_build(built, tally),
+        }
+    )
+    limits = Limits(max_body_bytes=64 * 1024, body_timeout=1.0, cors_origins=(ORIGIN,))
+    app = create_app(registry, api_key=KEY, limits=limits)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    yield Served(f"http://127.0.0.1:{port}", port, tally, built)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _body(**fields: Any) -> str:
+    return json.dumps({"model": "moa-quick", "messages": [{"role": "user", "content": "Hi"}], **fields})
+
+
+def _is_openai_error(response: httpx.Response) -> dict[str, Any]:
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    return error
+
+
+# -- a web page cannot drive it -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_only_json_is_accepted_so_a_page_needs_the_cors_preflight(served: Served, content_type: str) -> None:
+    response = served.post(_body(), content_type=content_type)
+    assert response.status_code == 415
+    assert "application/json" in _is_openai_error(response)["message"]
+
+
+def test_no_cors_headers_except_for_the_named_origin(served: Served) -> None:
+    preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"}  # fmt: skip
+    refused = httpx.options(f"{served.url}/v1/chat/completions", headers=preflight)
+    assert "access-control-allow-origin" not in refused.headers
+    allowed = httpx.options(f"{served.url}/v1/chat/completions", headers={**preflight, "Origin": ORIGIN})
+    assert allowed.headers["access-control-allow-origin"] == ORIGIN
+    no_cors = create_app(ModelRegistry({}))  # the default: no middleware, no headers at all
+    assert not any("CORS" in m.cls.__name__ for m in no_cors.user_middleware)  # type: ignore[attr-defined]
+
+
+# -- bounded bodies ------------------------------------------------------------------------------
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_read(served: Served) -> None:
+    big = _body(padding="x" * 100_000)
+    assert served.post(big).status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while reading
+        yield big.encode()[:50_000]
+        yield big.encode()[50_000:]
+
+    response = httpx.post(f"{served.url}/v1/chat/completions", content=chunks(),
+                          headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})  # fmt: skip
+    assert response.status_code == 413 and _is_openai_error(response)["code"] == "request_too_large"
+
+
+def test_a_stalled_body_times_out_with_408_and_no_traceback(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    connections = []
+    for _ in range(10):
+        connection = socket.create_connection(("127.0.0.1", served.port))
+        connection.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {KEY}\r\nContent-Length: 200\r\n\r\n".encode()
+            + b'{"model": "moa-quick", "mess'  # and then nothing more
+        )
+        connections.append(connection)
+    for connection in connections:
+        connection.settimeout(10)
+        head = connection.recv(4096).decode()
+        assert head.startswith("HTTP/1.1 408"), head
+        connection.close()
+    time.sleep(0.2)
+    assert [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR] == []
+
+
+# -- every bad request is a 400 naming the field -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (b'{"model": "moa-quick", "messages": [{"role": "user", "content": "\xff"}]}', None),
+        (b"[" * 60_000, None),  # deeply nested (under this server's 64 KB limit)
+        (_body(messages=[{"role": "user", "content": "Hi"}, {"role": "tool", "content": "x"}]),
+         "messages.1.tool_call_id"),
+        (_body(stream="yes"), "stream"),
+        (_body(max_tokens=True), "max_tokens"),
+        (_body(max_tokens="10"), "max_tokens"),
+        (_body(temperature=99), "temperature"),
+        ('{"model": "moa-quick", "messages": [{"role": "user", "content": "Hi"}], "temperature": Infinity}', "temperature"),
+        (_body(tool_choice="bogus"), "tool_choice"),
+        (_body(tools=[{"type": "function"}]), "tools.0.function"),
+        (_body(logprobs=True), "logprobs"),
+        (_body(n=2), "n"),
+        (_body(audio={"voice": "alloy", "format": "wav"}), "audio"),
+        (_body(messages=[{"role": "wizard", "content": "Hi"}]), "messages.0"),
+        (_body(messages=[{"role": "assistant", "content": "x", "tool_calls": [
+            {"id": "1", "type": "function", "function": {"name": "f", "arguments": "not json"}}]}]),
+         "messages.0.tool_calls.0.function"),
+    ],
+)  # fmt: skip
+def test_malformed_requests_are_400_in_openais_shape(
+    served: Served, body: bytes | str, param: str | None
+) -> None:
+    response = served.post(body)
+    assert response.status_code == 400, response.text
+    error = _is_openai_error(response)
+    assert error["type"] == "invalid_request_error" and error["param"] == param
+
+
+def test_the_official_client_hears_the_field_named(served: Served) -> None:
+    client = openai.OpenAI(base_url=f"{served.url}/v1", api_key=KEY, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="moa-quick", messages=[{"role": "user", "content": "Hi"}],
+                                       temperature=2.5)  # fmt: skip
+    assert caught.value.body["param"] == "temperature"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"), [("GET", "/nope", 404), ("GET", "/v1/chat/completions", 405)]
+)
+def test_unknown_routes_and_wrong_methods_answer_in_openais_shape(
+    served: Served, method: str, path: str, status: int
+) -> None:
+    response = httpx.request(method, f"{served.url}{path}")
+    assert response.status_code == status
+    assert path in _is_openai_error(response)["message"]
+
+
+# -- no orphaned runs, no stall -------------------------------------------------------------------
+
+
+async def test_clients_dropping_mid_stream_leave_no_model_call_running(served: Served) -> None:
+    async def drop() -> None:
+        async with httpx.AsyncClient(base_url=served.url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+            body = {"model": "moa-stream", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+            async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+                lines = response.aiter_lines()
+                for _ in range(3):
+                    await anext(lines)  # a few tokens in, the client leaves
+
+    before = served.tally.cancelled
+    await asyncio.gather(*(drop() for _ in range(50)))
+    deadline = time.monotonic() + 20
+    while served.tally.running:
+        assert time.monotonic() < deadline, f"{served.tally.running} model calls still running"
+        await asyncio.sleep(0.05)
+    assert served.tally.cancelled - before == 50
+
+
+def test_a_slow_first_build_stalls_no_other_model(served: Served) -> None:
+    assert served.post(_body()).status_code == 200  # moa-quick is built
+    slow = threading.Thread(target=served.post, args=(_body(model="moa-slow"),))
+    slow.start()
+    time.sleep(0.3)  # moa-slow is building now
+    started = time.monotonic()
+    replies = [served.post(_body()) for _ in range(5)]
+    assert time.monotonic() - started < 2.0  # generous; the slow build takes 3 s
+    assert all(r.status_code == 200 for r in replies) and served.built == []
+    slow.join()
+    assert served.built == ["slow"]
+
+
+# -- one log line per request ---------------------------------------------------------------------
+
+
+def test_each_request_is_one_log_line_without_the_key_or_the_content(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure("json")
+    served.post(_body())
+    served.post(_body(stream=True, stream_options={"include_usage": True}))
+    served.post(_body(temperature=-1))
+    time.sleep(0.2)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert [(r["status"], r["model"]) for r in lines[-3:]] == [
+        (200, "moa-quick"),
+        (200, "moa-quick"),
+        (400, None),
+    ]
+    assert all(r["tokens"] > 0 and r["ttft_s"] is not None for r in lines[-3:-1])
+    text = json.dumps(lines)
+    assert KEY not in text and "Hi" not in text and "An answer" not in text
+
+
+# -- a fuzzer finds no 500 ----------------------------------------------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "system", "assistant", "tool", "developer", "bogus"]) | _json},
+    optional={
+        "content": st.text(max_size=30) | _json,
+        "tool_call_id": _json,
+        "tool_calls": _json,
+        "name": _json,
+    },
+)
+_request = st.fixed_dictionaries(
+    {"model": st.sampled_from(["moa-quick", "nope"]) | _json, "messages": st.lists(_message, max_size=3) | _json},
+    optional={
+        "stream": st.booleans() | _json, "max_tokens": st.integers(-2, 50) | _json, "temperature": _json,
+        "stop": _json, "tools": _json, "tool_choice": _json, "n": _json, "logprobs": _json,
+        "stream_options": _json, "moa": st.fixed_dictionaries({}, optional={"staircase": _json}) | _json,
+    },
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_request)
+def test_no_request_gives_a_500(served: Served, body: dict[str, Any]) -> None:
+    response = served.post(json.dumps(body))
+    assert response.status_code in (200, 400, 404), response.text
+    if response.status_code != 200:
+        _is_openai_error(response)
