@@ -304,20 +304,10 @@ class AggregatorNode:
         context = _run_context()
         kwargs = {**context.aggregator_kwargs, **settings.call_kwargs(context)}
         model: ChatRunnable = self.model
-        strategy = settings.options.aggregation
         if "tools" in kwargs:
-            if strategy in ("select", "majority") or callable(strategy):
-                msg = (
-                    f"aggregation={aggregation.describe(strategy)!r} answers with text and cannot call tools"
-                )
-                raise AggregatorError(msg)
-            if staircase is not None:
-                msg = (
-                    "staircase answers with text and cannot call tools (its answer starts before the "
-                    "proposals are complete): set staircase=None for tool calls, or fanout='turn' so that "
-                    "the later calls of a turn, which reuse its proposals, can call them"
-                )
-                raise AggregatorError(msg)
+            # A call reusing its turn's whole proposals (``fanout``) does not run in staircase rounds.
+            if reason := settings.options.why_no_tools(in_rounds=staircase is not None):
+                raise AggregatorError(reason)
             tools, tool_choice = kwargs.pop("tools"), kwargs.pop("tool_choice", None)
             bind_kwargs = {k: kwargs.pop(k) for k in ("parallel_tool_calls", "strict") if k in kwargs}
             model = self.model.bind_tools(tools, tool_choice=tool_choice, **bind_kwargs)

@@ -241,6 +241,20 @@ class MoAOptions(BaseModel):
         """Token limit of a proposer answer (``proposer_max_tokens``, else ``max_tokens``)."""
         return self.proposer_max_tokens if self.proposer_max_tokens is not None else self.max_tokens
 
+    def why_no_tools(self, *, in_rounds: bool | None = None) -> str | None:
+        """Why this MoA's aggregator cannot call tools (nor answer in a schema), or ``None`` if it can.
+        ``in_rounds``: whether this call aggregates in staircase rounds (default: ``staircase`` is set)."""
+        if self.aggregation in ("select", "majority") or callable(self.aggregation):
+            name = self.aggregation if isinstance(self.aggregation, str) else "a function"
+            return f"aggregation={name!r} answers with text and cannot call tools"
+        if self.staircase is not None if in_rounds is None else in_rounds:
+            return (
+                "staircase answers with text and cannot call tools (its answer starts before the "
+                "proposals are complete): set staircase=None for tool calls, or fanout='turn' so that "
+                "the later calls of a turn, which reuse its proposals, can call them"
+            )
+        return None
+
     def answer_key(self) -> dict[str, Any]:
         """Every option that can change an answer, models by identity: the LLM cache key."""
         key: dict[str, Any] = {}

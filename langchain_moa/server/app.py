@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser
 from pydantic import ValidationError
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -38,10 +39,10 @@ from langchain_moa.server.openai_format import (
     stream_chunk,
     usage_of,
 )
-from langchain_moa.server.requests import ChatRequest
+from langchain_moa.server.requests import ChatRequest, ResponseFormat
 
 if TYPE_CHECKING:
-    from langchain_core.messages import AIMessageChunk
+    from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 
     from langchain_moa.chat_models import MoAChatModel
 
@@ -310,9 +311,24 @@ def create_app(
                 moa = moa.bind_tools(tools, **chat_request.tool_kwargs())
             except (ValueError, TypeError) as error:
                 return _error(400, f"tools: {error}", kind="invalid_request_error", param="tools")
+        if chat_request.structured and (reason := moa.why_no_tools()):
+            return _error(400, f"response_format needs an aggregator that can answer in a schema: {reason}",
+                          kind="invalid_request_error", param="response_format")  # fmt: skip
         try:
             messages, kwargs = chat_request.conversation(), chat_request.call_kwargs()
             client = _Client(request)
+            if chat_request.structured:  # the whole answer first: it is checked before it is sent
+                assert chat_request.response_format is not None
+                try:
+                    work = _structured(moa, messages, kwargs, chat_request.response_format)
+                    answer = await client.unless_gone(work)
+                finally:
+                    client.close()
+                log.answered(answer)
+                if chat_request.stream:
+                    return StreamingResponse(_whole(answer, name, chat_request.include_usage),
+                                             media_type="text/event-stream")  # fmt: skip
+                return JSONResponse(completion(answer, name))
             if not chat_request.stream:
                 try:
                     answer = await client.unless_gone(moa.ainvoke(messages, **kwargs))
@@ -326,8 +342,7 @@ def create_app(
             except BaseException:
                 client.close()
                 raise
-            include_usage = bool(chat_request.stream_options and chat_request.stream_options.include_usage)
-            events = _events(chunks, first, name, client, log, include_usage=include_usage)
+            events = _events(chunks, first, name, client, log, include_usage=chat_request.include_usage)
             return StreamingResponse(events, media_type="text/event-stream")
         except _ClientGone:
             return Response(status_code=499)
@@ -337,6 +352,43 @@ def create_app(
             return _error(502, str(error), kind="moa_error", code="moa_run_failed")
 
     return app
+
+
+async def _structured(
+    moa: Any, messages: list[BaseMessage], kwargs: dict[str, Any], response_format: ResponseFormat
+) -> AIMessage:
+    """The answer in JSON (``json_object``: the aggregator's JSON mode) or in a schema (``json_schema``:
+    the aggregator calls the schema as a function, as LangChain's ``with_structured_output`` asks), its
+    text the JSON; ``MoAError`` (a 502) when the aggregator did not answer so."""
+    if response_format.type == "json_object":
+        answer: AIMessage = await moa.ainvoke(messages, response_format={"type": "json_object"}, **kwargs)
+        try:
+            json.loads(answer.text)
+        except json.JSONDecodeError:
+            msg = f"the aggregator's answer is not JSON (response_format json_object): {answer.text[:200]!r}"
+            raise MoAError(msg) from None
+        return answer
+    function = response_format.function()
+    raw: AIMessage = await moa.bind_tools([function], tool_choice="any").ainvoke(messages, **kwargs)
+    parsed = JsonOutputKeyToolsParser(key_name=function["name"], first_tool_only=True).invoke(raw)
+    if not isinstance(parsed, dict):
+        msg = (
+            f"the aggregator did not answer in the schema {function['name']!r} (response_format "
+            f"json_schema); it replied: {raw.text[:200]!r}"
+        )
+        raise MoAError(msg)
+    return raw.model_copy(update={"content": json.dumps(parsed, ensure_ascii=False), "tool_calls": []})
+
+
+async def _whole(answer: AIMessage, model: str, include_usage: bool) -> AsyncIterator[str]:
+    """A whole answer as server-sent events: its text in one chunk, then the closing chunks."""
+    completion_id = new_id()
+    yield _sse(stream_chunk(completion_id, model, delta={"role": "assistant", "content": answer.text}))
+    moa = answer.response_metadata.get("moa")
+    yield _sse(stream_chunk(completion_id, model, delta={}, finish_reason=finish_reason_of(answer), moa=moa))
+    if include_usage and (usage := usage_of(answer)) is not None:
+        yield _sse(stream_chunk(completion_id, model, usage=usage))
+    yield "data: [DONE]\n\n"
 
 
 async def _events(

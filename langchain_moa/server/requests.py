@@ -5,7 +5,8 @@ model runs, and refused with OpenAI's 400 naming the field: a string where a boo
 (``"stream": "yes"``), a boolean or a string where a number belongs (``"max_tokens": true``), a
 temperature outside OpenAI's 0-2 or not finite, an unknown ``tool_choice``, a tool without a function,
 a tool message without ``tool_call_id``, and the fields MoA cannot honour (``logprobs``, ``n`` > 1,
-audio). Fields MoA does not know are ignored, as OpenAI-compatible servers do with vendor options.
+audio). ``response_format`` is honoured: the aggregator answers in JSON or in the schema. Fields MoA
+does not know are ignored, as OpenAI-compatible servers do with vendor options.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from pydantic import (
     StrictInt,
     StrictStr,
     field_validator,
+    model_validator,
 )
 
 from langchain_moa.options import per_request_options
 
-__all__ = ["ChatRequest"]
+__all__ = ["ChatRequest", "ResponseFormat", "ToolSpec"]
 
 Tokens = Annotated[StrictInt, Field(ge=1)]
 Number = StrictInt | StrictFloat
@@ -147,6 +149,32 @@ class _NamedToolChoice(_Strict):
     function: _NamedFunction
 
 
+class _JsonSchema(_Strict):
+    name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: StrictStr | None = None
+    json_schema: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: StrictBool | None = None
+
+
+class ResponseFormat(_Strict):
+    """OpenAI's ``response_format``: plain text, any JSON object, or JSON in a schema."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: _JsonSchema | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("json_schema is required when type is 'json_schema'")
+        return self
+
+    def function(self) -> dict[str, Any]:
+        """The schema as a function for the aggregator to call (how ``with_structured_output`` asks)."""
+        assert self.json_schema is not None
+        spec = self.json_schema
+        return {"name": spec.name, "description": spec.description or "", "parameters": spec.json_schema}
+
+
 class _StreamOptions(_Strict):
     include_usage: StrictBool = False
 
@@ -165,6 +193,7 @@ class ChatRequest(_Strict):
     tools: list[ToolSpec] | None = None
     tool_choice: Literal["none", "auto", "required"] | _NamedToolChoice | None = None
     parallel_tool_calls: StrictBool | None = None
+    response_format: ResponseFormat | None = None
     n: Literal[1] = 1
     logprobs: Literal[False] | None = None
     """Not honoured: MoA's answer is a synthesis, with no token probabilities of its own."""
@@ -183,6 +212,21 @@ class ChatRequest(_Strict):
             msg = f"{unknown[0]!r} cannot be set per request (per-request options: {', '.join(allowed)})"
             raise ValueError(msg)
         return options
+
+    @model_validator(mode="after")
+    def _one_way_to_answer(self) -> ChatRequest:
+        if self.tools and self.structured:
+            raise ValueError("response_format cannot be combined with tools here: give one of them")
+        return self
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def structured(self) -> bool:
+        """Whether the answer must be JSON (``response_format`` other than text)."""
+        return self.response_format is not None and self.response_format.type != "text"
 
     def conversation(self) -> list[BaseMessage]:
         return [m.message() for m in self.messages]

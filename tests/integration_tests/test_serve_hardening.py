@@ -50,6 +50,19 @@ def _slow_build(built: list[str], tally: CallTally) -> MoAChatModel:
     )
 
 
+def _structured(messages: list[Any], kwargs: dict[str, Any]) -> Any:
+    from langchain_core.messages import AIMessage
+
+    if kwargs.get("tools"):  # asked to answer in a schema: it calls the schema as a function
+        name = kwargs["tools"][0]["function"]["name"]
+        return AIMessage(
+            "", tool_calls=[{"name": name, "args": {"title": "Alien", "year": 1979}, "id": "c1"}]
+        )
+    if kwargs.get("response_format") == {"type": "json_object"}:
+        return '{"title": "Alien"}' if "prose" not in messages[-1].text else "Alien, from 1979."
+    return "Alien (1979)."
+
+
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
     tally, built = CallTally(), []
@@ -60,11 +73,16 @@ def served() -> Iterator[Served]:
     quick = MoAChatModel(
         proposers=[ScriptedChatModel(answer="idea")], aggregator=ScriptedChatModel(answer="An answer.")
     )
+    structured = MoAChatModel(
+        proposers=[ScriptedChatModel(answer="Alien, 1979")], aggregator=ScriptedChatModel(respond=_structured)
+    )
     registry = ModelRegistry(
         {
             "moa-quick": lambda: quick,
             "moa-stream": lambda: streaming,
             "moa-slow": lambda: _slow_build(built, tally),
+            "moa-json": lambda: structured,
+            "moa-staircase": lambda: quick.model_copy(update={"staircase": 4}),
         }
     )
     limits = Limits(max_body_bytes=64 * 1024, body_timeout=1.0, cors_origins=(ORIGIN,))
@@ -207,6 +225,53 @@ def test_unknown_routes_and_wrong_methods_answer_in_openais_shape(
     response = httpx.request(method, f"{served.url}{path}")
     assert response.status_code == status
     assert path in _is_openai_error(response)["message"]
+
+
+# -- structured outputs --------------------------------------------------------------------------
+
+
+def test_the_official_clients_parse_gets_the_schemas_object(served: Served) -> None:
+    from pydantic import BaseModel
+
+    class Movie(BaseModel):
+        title: str
+        year: int
+
+    client = openai.OpenAI(base_url=f"{served.url}/v1", api_key=KEY, max_retries=0)
+    reply = client.beta.chat.completions.parse(
+        model="moa-json", messages=[{"role": "user", "content": "A film?"}], response_format=Movie
+    )
+    assert reply.choices[0].message.parsed == Movie(title="Alien", year=1979)
+    assert reply.choices[0].finish_reason == "stop" and reply.usage is not None
+
+
+def test_json_object_mode_and_its_failure(served: Served) -> None:
+    body = _body(model="moa-json", response_format={"type": "json_object"})
+    assert json.loads(served.post(body).json()["choices"][0]["message"]["content"]) == {"title": "Alien"}
+    streamed = served.post(_body(model="moa-json", response_format={"type": "json_object"}, stream=True))
+    assert '{\\"title\\": \\"Alien\\"}' in streamed.text and streamed.text.endswith("data: [DONE]\n\n")
+    prose = _body(model="moa-json", response_format={"type": "json_object"},
+                  messages=[{"role": "user", "content": "in prose please"}])  # fmt: skip
+    failed = served.post(prose)
+    assert failed.status_code == 502 and "not JSON" in _is_openai_error(failed)["message"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "fragment"),
+    [
+        ({"model": "moa-staircase", "response_format": {"type": "json_object"}}, "response_format", "staircase"),
+        ({"response_format": {"type": "json_schema"}}, "response_format", "json_schema is required"),
+        ({"response_format": {"type": "json_object"}, "tools": [{"type": "function", "function": {"name": "f"}}]},
+         None, "cannot be combined with tools"),
+    ],
+)  # fmt: skip
+def test_a_response_format_that_cannot_be_honoured_is_400(
+    served: Served, fields: dict[str, Any], param: str | None, fragment: str
+) -> None:
+    response = served.post(_body(**fields))
+    assert response.status_code == 400
+    error = _is_openai_error(response)
+    assert error["param"] == param and fragment in error["message"]
 
 
 # -- no orphaned runs, no stall -------------------------------------------------------------------
