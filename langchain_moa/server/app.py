@@ -40,6 +40,7 @@ from langchain_moa.server.openai_format import (
     usage_of,
 )
 from langchain_moa.server.requests import ChatRequest, ResponseFormat
+from langchain_moa.server.signing import ProposalSigner
 
 if TYPE_CHECKING:
     from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = ["Limits", "ModelRegistry", "create_app"]
 
 _T = TypeVar("_T")
+Publish = Callable[[dict[str, Any] | None], dict[str, Any] | None]
+"""What a client sees of an answer's ``moa`` record (signed)."""
 
 logger = logging.getLogger(__name__)
 
@@ -229,10 +232,17 @@ def _param(loc: tuple[int | str, ...], data: Any, *, missing: bool) -> str | Non
 
 
 def create_app(
-    registry: ModelRegistry, *, api_key: str | None = None, limits: Limits | None = None
+    registry: ModelRegistry,
+    *,
+    api_key: str | None = None,
+    limits: Limits | None = None,
+    signing_key: bytes | None = None,
 ) -> FastAPI:
-    """The app serving ``registry``; with ``api_key``, every request must carry it as a bearer token."""
+    """The app serving ``registry``; with ``api_key``, every request must carry it as a bearer token.
+    ``signing_key`` signs the proposals clients carry between calls (default: one of this process's;
+    replicas behind one address must share one)."""
     limits = limits or Limits()
+    signer = ProposalSigner(signing_key)
     app = FastAPI(title="langchain-moa", docs_url=None, redoc_url=None, openapi_url=None)
     expected = f"Bearer {api_key}".encode() if api_key else None
     if limits.cors_origins:
@@ -315,7 +325,15 @@ def create_app(
             return _error(400, f"response_format needs an aggregator that can answer in a schema: {reason}",
                           kind="invalid_request_error", param="response_format")  # fmt: skip
         try:
-            messages, kwargs = chat_request.conversation(), chat_request.call_kwargs()
+            (messages, ignored), kwargs = chat_request.conversation(signer), chat_request.call_kwargs()
+            log.ignored = len(ignored)
+
+            def publish(moa: dict[str, Any] | None) -> dict[str, Any] | None:
+                """The ``moa`` record a client sees: signed, and saying which carried ones were ignored."""
+                if moa is not None and ignored:
+                    moa = {**moa, "ignored_carried_proposals": ignored}
+                return signer.sign(moa)
+
             client = _Client(request)
             if chat_request.structured:  # the whole answer first: it is checked before it is sent
                 assert chat_request.response_format is not None
@@ -326,23 +344,25 @@ def create_app(
                     client.close()
                 log.answered(answer)
                 if chat_request.stream:
-                    return StreamingResponse(_whole(answer, name, chat_request.include_usage),
+                    return StreamingResponse(_whole(answer, name, publish, chat_request.include_usage),
                                              media_type="text/event-stream")  # fmt: skip
-                return JSONResponse(completion(answer, name))
+                return JSONResponse(completion(answer, name, publish(answer.response_metadata.get("moa"))))
             if not chat_request.stream:
                 try:
                     answer = await client.unless_gone(moa.ainvoke(messages, **kwargs))
                 finally:
                     client.close()
                 log.answered(answer)
-                return JSONResponse(completion(answer, name))
+                return JSONResponse(completion(answer, name, publish(answer.response_metadata.get("moa"))))
             chunks = moa.astream(messages, **kwargs)
             try:  # the first token: a run that fails before it is still a 502, not a broken stream
                 first = await client.unless_gone(anext(chunks))
             except BaseException:
                 client.close()
                 raise
-            events = _events(chunks, first, name, client, log, include_usage=chat_request.include_usage)
+            events = _events(
+                chunks, first, name, client, log, publish, include_usage=chat_request.include_usage
+            )
             return StreamingResponse(events, media_type="text/event-stream")
         except _ClientGone:
             return Response(status_code=499)
@@ -380,11 +400,11 @@ async def _structured(
     return raw.model_copy(update={"content": json.dumps(parsed, ensure_ascii=False), "tool_calls": []})
 
 
-async def _whole(answer: AIMessage, model: str, include_usage: bool) -> AsyncIterator[str]:
+async def _whole(answer: AIMessage, model: str, publish: Publish, include_usage: bool) -> AsyncIterator[str]:
     """A whole answer as server-sent events: its text in one chunk, then the closing chunks."""
     completion_id = new_id()
     yield _sse(stream_chunk(completion_id, model, delta={"role": "assistant", "content": answer.text}))
-    moa = answer.response_metadata.get("moa")
+    moa = publish(answer.response_metadata.get("moa"))
     yield _sse(stream_chunk(completion_id, model, delta={}, finish_reason=finish_reason_of(answer), moa=moa))
     if include_usage and (usage := usage_of(answer)) is not None:
         yield _sse(stream_chunk(completion_id, model, usage=usage))
@@ -397,6 +417,7 @@ async def _events(
     model: str,
     client: _Client,
     log: RequestLog,
+    publish: Publish,
     *,
     include_usage: bool,
 ) -> AsyncIterator[str]:
@@ -408,7 +429,9 @@ async def _events(
     interrupts it.)
     """
     events: asyncio.Queue[str | None] = asyncio.Queue()
-    reader = asyncio.ensure_future(_read(chunks, first, model, events, log, include_usage=include_usage))
+    reader = asyncio.ensure_future(
+        _read(chunks, first, model, events, log, publish, include_usage=include_usage)
+    )
     client.cancel_when_gone(reader)
     try:
         while (event := await events.get()) is not None:
@@ -424,6 +447,7 @@ async def _read(
     model: str,
     events: asyncio.Queue[str | None],
     log: RequestLog,
+    publish: Publish,
     *,
     include_usage: bool,
 ) -> None:
@@ -442,7 +466,7 @@ async def _read(
             if chunk.chunk_position == "last":  # the closing chunk: finish reason, usage, MoA details
                 log.answered(chunk)
                 reason = "tool_calls" if tool_calls else finish_reason_of(chunk)
-                moa = chunk.response_metadata.get("moa")
+                moa = publish(chunk.response_metadata.get("moa"))
                 events.put_nowait(
                     _sse(stream_chunk(completion_id, model, delta={}, finish_reason=reason, moa=moa))
                 )

@@ -34,6 +34,8 @@ class RequestLog:
     started: float = field(default_factory=time.perf_counter)
     first_token_s: float | None = None
     tokens: int | None = None
+    ignored: int = 0
+    """Carried proposals ignored (unsigned, forged or malformed)."""
     messages: list[dict[str, Any]] | None = None
     answer: str = ""
 
@@ -65,6 +67,8 @@ class RequestLog:
             "total_s": round(time.perf_counter() - self.started, 4),
             "tokens": self.tokens,
         }
+        if self.ignored:
+            record["ignored_carried_proposals"] = self.ignored
         if self.content:
             record |= {"messages": self.messages, "answer": self.answer}
         return record

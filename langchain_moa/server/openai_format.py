@@ -61,7 +61,7 @@ def new_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-def completion(message: AIMessage, model: str) -> dict[str, Any]:
+def completion(message: AIMessage, model: str, moa: dict[str, Any] | None = None) -> dict[str, Any]:
     """A whole answer as ``chat.completion``, the MoA details under ``moa`` (clients ignore it)."""
     body: dict[str, Any] = {"role": "assistant", "content": message.text}
     if message.tool_calls:
@@ -75,7 +75,7 @@ def completion(message: AIMessage, model: str) -> dict[str, Any]:
             {"index": 0, "message": body, "finish_reason": finish_reason_of(message), "logprobs": None}
         ],
         "usage": usage_of(message),
-        "moa": message.response_metadata.get("moa"),
+        "moa": moa if moa is not None else message.response_metadata.get("moa"),
     }
 
 

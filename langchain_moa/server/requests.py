@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from langchain_moa.options import per_request_options
+from langchain_moa.server.signing import ProposalSigner
 
 __all__ = ["ChatRequest", "ResponseFormat", "ToolSpec"]
 
@@ -105,13 +106,17 @@ class _Assistant(_Strict):
     role: Literal["assistant"]
     content: Content | None = None
     tool_calls: list[_ToolCall] | None = None
+    moa: Any = None
+    """The ``moa`` record this server returned with the answer, carried back (``fanout="turn"``):
+    trusted only when signed by the server (``signing``)."""
 
-    def message(self) -> BaseMessage:
+    def message(self, moa: dict[str, Any] | None = None) -> BaseMessage:
         calls = [
             {"id": c.id, "name": c.function.name, "args": json.loads(c.function.arguments or "{}")}
             for c in self.tool_calls or []
         ]
-        return AIMessage(content=self.content or "", tool_calls=calls)  # type: ignore[arg-type]
+        metadata = {"moa": moa} if moa else {}
+        return AIMessage(content=self.content or "", tool_calls=calls, response_metadata=metadata)  # type: ignore[arg-type]
 
 
 class _Tool(_Strict):
@@ -228,8 +233,20 @@ class ChatRequest(_Strict):
         """Whether the answer must be JSON (``response_format`` other than text)."""
         return self.response_format is not None and self.response_format.type != "text"
 
-    def conversation(self) -> list[BaseMessage]:
-        return [m.message() for m in self.messages]
+    def conversation(self, signer: ProposalSigner) -> tuple[list[BaseMessage], list[dict[str, Any]]]:
+        """The messages, and the carried ``moa`` records ignored (with why): only those ``signer``
+        signed are kept, for ``fanout`` to reuse."""
+        messages: list[BaseMessage] = []
+        ignored: list[dict[str, Any]] = []
+        for number, message in enumerate(self.messages):
+            if not isinstance(message, _Assistant) or message.moa is None:
+                messages.append(message.message())
+                continue
+            record, reason = signer.verify(message.moa)
+            if reason:
+                ignored.append({"message": number, "reason": reason})
+            messages.append(message.message(record))
+        return messages, ignored
 
     def call_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the MoA call: sampling for every model; stop and tools for the aggregator

@@ -12,6 +12,7 @@ from langchain_moa import MoAConfigError
 from langchain_moa.server import require_serve_extra
 from langchain_moa.server.openai_format import completion, delta_of
 from langchain_moa.server.requests import ChatRequest
+from langchain_moa.server.signing import ProposalSigner
 
 
 def test_a_request_becomes_a_conversation_and_call_arguments() -> None:
@@ -27,7 +28,8 @@ def test_a_request_becomes_a_conversation_and_call_arguments() -> None:
             "max_tokens": 9, "max_completion_tokens": 12, "temperature": 0, "stop": "END", "top_p": 0.5,
         }
     )  # fmt: skip
-    conversation = request.conversation()
+    conversation, ignored = request.conversation(ProposalSigner())
+    assert ignored == []
     assert [type(m) for m in conversation] == [HumanMessage, AIMessage, ToolMessage]
     assert conversation[1].tool_calls[0]["args"] == {"city": "Paris"}  # type: ignore[attr-defined]
     # max_completion_tokens wins over the older max_tokens, as in OpenAI's API.
