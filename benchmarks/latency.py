@@ -43,12 +43,12 @@ SIMULATED: dict[str, tuple[int, dict[str, Any]]] = {
     "MoA synthesize": (2, {}),
     "MoA proposal_quorum=3": (2, {"proposal_quorum": 3}),
     "MoA aggregation=majority": (2, {"aggregation": "majority"}),
-    "MoA staircase=16": (2, {"staircase": 16}),
-    "MoA staircase=64": (2, {"staircase": 64}),
+    "MoA staircase=8": (2, {"staircase": 8}),
+    "MoA staircase=32": (2, {"staircase": 32}),
     "MoA proposer_max_tokens=100": (2, {"proposer_max_tokens": 100}),
     "3-layer MoA synthesize": (3, {}),
-    "3-layer MoA staircase=16": (3, {"staircase": 16}),
-    "3-layer MoA staircase=64": (3, {"staircase": 64}),
+    "3-layer MoA staircase=8": (3, {"staircase": 8}),
+    "3-layer MoA staircase=32": (3, {"staircase": 32}),
 }
 
 

@@ -44,6 +44,8 @@ def backend(args: argparse.Namespace, *, calls_tools: bool = False) -> str:
     do reliably. Asked for ``--local`` explicitly, it refuses with that reason; by default (no key)
     it runs the scripted models and says so.
     """
+    if getattr(args, "backend", None):  # decided (and said) once
+        return str(args.backend)
     if args.fake:
         kind = "fake"
     elif not args.local and os.environ.get("TOGETHER_API_KEY"):
@@ -62,6 +64,13 @@ def backend(args: argparse.Namespace, *, calls_tools: bool = False) -> str:
         print(
             "Running on scripted models (--fake): this shows the wiring, not real answers.", file=sys.stderr
         )
+    elif kind == "local":
+        print(
+            "Running on the embedded Qwen2.5-Coder-0.5B (no TOGETHER_API_KEY): offline, tens of seconds, "
+            "modest answers.",
+            file=sys.stderr,
+        )
+    args.backend = kind
     return kind
 
 

@@ -59,13 +59,21 @@ PROMPT = ChatPromptTemplate.from_messages(
 )  # fmt: skip
 
 
+NOTHING_FOUND = "(no document matches the question)"
+
+
 def format_context(documents: list[Document]) -> str:
+    if not documents:  # the model is told so, and says it cannot answer from the context
+        return NOTHING_FOUND
     return "\n\n".join(f"[{d.metadata['source']}]\n{d.page_content}" for d in documents)
 
 
 def scripted_aggregator(messages, _kwargs):  # quotes the first retrieved passage, with its source
     context = messages[0].text.split("Context:\n", 1)[1]
-    source, body = re.match(r"\[([^\]]+)\]\n#[^\n]*\n\n([^.]+\.)", context).groups()
+    passage = re.match(r"\[([^\]]+)\]\n#[^\n]*\n\n([^.]+\.)", context)
+    if passage is None:
+        return "The documents say nothing about this."
+    source, body = passage.groups()
     return f"{' '.join(body.split())} [{source}]"
 
 
@@ -84,7 +92,7 @@ def main() -> None:
     )
     print(f"Q: {args.question}")
     print(f"A: {chain.invoke(args.question).strip()}")
-    print("Sources: " + ", ".join(d.metadata["source"] for d in sources))
+    print("Sources: " + (", ".join(d.metadata["source"] for d in sources) or "none matched"))
 
 
 if __name__ == "__main__":

@@ -28,9 +28,16 @@ def _by_value(number: str) -> str:
     return str(int(value)) if value.is_integer() else str(value)
 
 
+_BARE = re.compile(rf"\s*(?:([A-J])|({_NUMBER}))\s*[.!]?\s*")
+"""A whole reply that is only a choice letter or a number ("42", "B."): its own stated answer."""
+
+
 def stated_answer(text: str) -> str | None:
-    """The last answer ``text`` states, a choice letter or a number ("1,024.0" reads "1024"), if any."""
+    """The last answer ``text`` states, a choice letter or a number ("1,024.0" reads "1024"), if any.
+    A reply that is nothing but a letter or a number states itself."""
     found = _STATED_ANSWER.findall(text)
+    if not found and (bare := _BARE.fullmatch(text)):
+        found = [bare.groups()]
     if not found:
         return None
     letter, number = found[-1]

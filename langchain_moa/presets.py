@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_moa.errors import MoAConfigError
+from langchain_moa.extras import install_command
 from langchain_moa.options import MoAOptions
 
 __all__ = ["PRESETS", "Preset", "get_preset", "preset_fields"]
@@ -67,7 +68,7 @@ PRESETS: dict[str, Preset] = {
             aggregator=_LOCAL_05B,
             layers=2,
             max_tokens=256,
-            needs='pip install "langchain-moa[local]"',
+            needs=install_command("local"),
         ),
         Preset(
             name="local-1.5b",
@@ -76,7 +77,7 @@ PRESETS: dict[str, Preset] = {
             aggregator=_LOCAL_15B,
             layers=2,
             max_tokens=384,
-            needs='pip install "langchain-moa[local-1-5b]"',
+            needs=install_command("local-1-5b"),
         ),
         Preset(
             name="together",

@@ -112,5 +112,13 @@ def draw_graph(choice: ModelChoice) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: bad usage exits 2 and a failed run 1, each with one line on stderr."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:  # Ctrl-C outside an answer
+        raise SystemExit(130) from None
+    except typer.TyperException as error:  # the parser's own: a value that is not a number, a bad flag
+        message = error.format_message() if hasattr(error, "format_message") else str(error)
+        plain(consoles()[1], f"moa: error: {message}")
+        raise SystemExit(getattr(error, "exit_code", 2)) from None
+    raise SystemExit(code if isinstance(code, int) else 0)

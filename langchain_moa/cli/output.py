@@ -11,8 +11,11 @@ from pydantic import ValidationError
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+from langchain_moa.errors import MoAConfigError
 
 if TYPE_CHECKING:
     from langchain_core.messages import AIMessage
@@ -34,8 +37,11 @@ def plain(console: Console, text: str, end: str = "\n") -> None:
     console.file.flush()
 
 
-def fail(err: Console, error: BaseException, code: int = 1) -> typer.Exit:
-    """One line on stderr and a non-zero exit, never a traceback."""
+def fail(err: Console, error: BaseException, code: int | None = None) -> typer.Exit:
+    """One line on stderr and a non-zero exit, never a traceback: 2 for bad usage (a bad option or
+    configuration, an unknown preset or provider, a missing key: nothing ran), 1 for a run that failed."""
+    if code is None:
+        code = 2 if isinstance(error, MoAConfigError | typer.BadParameter) else 1
     if isinstance(error, ValidationError):
         text = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
     else:
@@ -148,7 +154,7 @@ def print_table(
             *header, title=title or None, show_lines=any("\n" in cell for row in rows for cell in row)
         )
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*map(escape, row))  # text, not markup: `pip install "x[local]"` stays whole
         console.print(table)
     else:
         for row in rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 import typer
@@ -14,6 +15,7 @@ from langchain_moa.errors import MoAError
 __all__ = ["serve"]
 
 API_KEY_VARIABLE = "MOA_SERVE_API_KEY"
+SIGNING_KEY_VARIABLE = "MOA_SERVE_SIGNING_KEY"
 
 
 @model_options
@@ -89,7 +91,9 @@ def serve(
         cors_origins=tuple(cors_origin or ()),
         log_content=log_content,
     )
-    app = create_app(ModelRegistry(factories), api_key=api_key, limits=limits)
+    # Replicas behind one address must sign carried proposals with one key (else each its own).
+    signing_key = os.environ.get(SIGNING_KEY_VARIABLE, "").encode() or None
+    app = create_app(ModelRegistry(factories), api_key=api_key, limits=limits, signing_key=signing_key)
     uvicorn.run(app, host=host, port=port, log_level="warning")
     del out
 

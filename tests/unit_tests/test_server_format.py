@@ -9,6 +9,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, Too
 from pydantic import ValidationError
 
 from langchain_moa import MoAConfigError
+from langchain_moa.extras import install_command
 from langchain_moa.server import require_serve_extra
 from langchain_moa.server.openai_format import completion, delta_of
 from langchain_moa.server.requests import ChatRequest
@@ -73,8 +74,6 @@ def test_without_the_serve_extra_the_error_names_the_install_command(monkeypatch
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "uvicorn" else real(name))
-    expected = (
-        'moa serve needs uvicorn, which is not installed. Install it with: pip install "langchain-moa[serve]"'
-    )
+    expected = f"moa serve needs uvicorn, which is not installed. Install it with: {install_command('serve')}"
     with pytest.raises(MoAConfigError, match=re.escape(expected)):
         require_serve_extra()
