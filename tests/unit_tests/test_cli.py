@@ -217,7 +217,7 @@ def _real_resolve_for(models: Models, args: list[str]) -> Any:
 def test_a_missing_key_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
     result = runner.invoke(cli.app, ["Q", "--preset", "together"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad usage: nothing ran
     assert result.stderr.startswith("moa: error: no API key for Together model")
     assert "TOGETHER_API_KEY" in result.stderr
 
