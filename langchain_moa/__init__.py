@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from langchain_moa.chat_models import MoAChatModel
-    from langchain_moa.errors import AggregatorError, MoAConfigError, MoAError
+    from langchain_moa.errors import AggregatorError, InvalidConversationError, MoAConfigError, MoAError
     from langchain_moa.events import MoAEvent, observe
     from langchain_moa.graph import build_moa_graph
     from langchain_moa.options import MoAOptions
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AGGREGATOR_PROMPT",
     "AggregatorError",
+    "InvalidConversationError",
     "MoAChatModel",
     "MoAConfigError",
     "MoAContext",
@@ -35,6 +36,7 @@ __all__ = [
 _WHERE = {
     "AGGREGATOR_PROMPT": "prompts",
     "AggregatorError": "errors",
+    "InvalidConversationError": "errors",
     "MoAChatModel": "chat_models",
     "MoAConfigError": "errors",
     "MoAContext": "state",

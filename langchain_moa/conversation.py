@@ -15,7 +15,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
-from langchain_moa.errors import MoAConfigError
+from langchain_moa.errors import InvalidConversationError
 from langchain_moa.models import model_label
 
 __all__ = ["as_chunk", "check_conversation", "check_inputs", "proposer_view", "was_cut"]
@@ -25,18 +25,18 @@ def check_conversation(messages: Sequence[BaseMessage]) -> None:
     """Refuse a conversation with nothing to answer (no message, or only blank text).
 
     Raises:
-        MoAConfigError: naming what is missing and how to call instead.
+        InvalidConversationError: naming what is missing and how to ask instead.
     """
     if not messages:
         msg = "the conversation is empty: give at least one message, e.g. a user message asking something"
-        raise MoAConfigError(msg)
+        raise InvalidConversationError(msg)
     # A system prompt alone asks nothing (chat front-ends send one with every request).
     if all(_is_blank(m) for m in messages if not isinstance(m, SystemMessage)):
         msg = (
             f"the conversation has only blank text besides any system prompt ({len(messages)} message(s)): "
             "ask something in a user message, e.g. 'Why is the sky blue?'"
         )
-        raise MoAConfigError(msg)
+        raise InvalidConversationError(msg)
 
 
 def _is_blank(message: BaseMessage) -> bool:
@@ -101,7 +101,7 @@ def check_inputs(messages: Sequence[BaseMessage], models: Sequence[BaseChatModel
     """Refuse media a model's profile says it cannot take, before any model is called.
 
     Raises:
-        MoAConfigError: naming the message, the kind of content and the model.
+        InvalidConversationError: naming the message, the kind of content and the model.
     """
     for number, message in enumerate(messages, start=1):
         blocks = message.content if isinstance(message.content, list) else []
@@ -116,7 +116,7 @@ def check_inputs(messages: Sequence[BaseMessage], models: Sequence[BaseChatModel
                         f"message {number} has {kind} content, which {model_label(model)} does not "
                         f"accept ({key}=False in its profile): send text only, or choose models that take it"
                     )
-                    raise MoAConfigError(msg)
+                    raise InvalidConversationError(msg)
 
 
 def as_chunk(message: BaseMessage) -> AIMessageChunk:

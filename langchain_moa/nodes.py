@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core.exceptions import ContextOverflowError
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, message_chunk_to_message
 from langchain_core.messages.ai import add_ai_message_chunks, add_usage
@@ -29,7 +30,7 @@ from langgraph.runtime import get_runtime
 
 from langchain_moa import aggregation, sync_bridge
 from langchain_moa.conversation import as_chunk, check_conversation, proposer_view
-from langchain_moa.errors import AggregatorError, MoAError
+from langchain_moa.errors import OVERFLOW, AggregatorError, MoAError, aggregator_error, too_few_proposals
 from langchain_moa.events import (
     AggregatorStarted,
     Answer,
@@ -123,7 +124,7 @@ def _kept_references(state: MoAState, layer: int, nodes: Sequence[str], min_prop
             f"layer {layer} kept {len(kept)} of {len(proposals)} proposals, fewer than "
             f"min_proposals={min_proposals}. Failed: {failures}"
         )
-        raise MoAError(msg)
+        raise too_few_proposals(msg, [p["error"] for p in proposals if p["error"]])
     return kept
 
 
@@ -248,6 +249,8 @@ class ProposerNode:
                 proposal["error"] = "EmptyAnswer: the model returned no text"
         elif isinstance(error, ProposalCut):
             proposal["error"] = str(error)
+        elif isinstance(error, ContextOverflowError):  # named alike whichever provider raised it
+            proposal["error"] = f"{OVERFLOW}: {error}"
         else:
             proposal["error"] = _error_text(error) if error else "no answer"
         return proposal
@@ -323,7 +326,7 @@ class AggregatorNode:
         except MoAError:
             raise
         except Exception as error:
-            raise AggregatorError(f"aggregator ({label}) failed: {_error_text(error)}") from error
+            raise aggregator_error(f"aggregator ({label}) failed: {_error_text(error)}", error) from error
         if not chunks:
             raise AggregatorError(f"aggregator ({label}) returned nothing")
         latency = time.perf_counter() - started

@@ -37,7 +37,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from langchain_moa.conversation import as_chunk
-from langchain_moa.errors import MoAError
+from langchain_moa.errors import too_few_proposals
 from langchain_moa.events import AggregatorRound, AggregatorStarted, Token, emit
 from langchain_moa.prompts import inject_references
 from langchain_moa.state import Proposal
@@ -124,6 +124,9 @@ class Staircase:
             await self._changed.wait()
         return [s.proposal for s in self.streams if s.proposal is not None]
 
+    def errors(self) -> list[str]:
+        return [p["error"] for s in self.streams if (p := s.proposal) is not None and p["error"]]
+
     def failures(self) -> str:
         return "; ".join(
             f"proposer {p['index']} ({p['model']}): {p['error']}"
@@ -178,7 +181,7 @@ async def aggregate_in_rounds(
                     f"the last layer has {len(writers)} proposals with text, fewer than "
                     f"min_proposals={min_proposals}. Failed: {staircase.failures()}"
                 )
-                raise MoAError(msg)
+                raise too_few_proposals(msg, staircase.errors())
             numbers = {i: n for n, i in enumerate(writers, start=1)}
             messages = inject_references(conversation, prompt, [taken[i] for i in writers])
             emit(AggregatorStarted(model=label, references=len(writers)))

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from langchain_moa.errors import MoAConfigError
+from langchain_moa.errors import InvalidConversationError, MoAConfigError
 
 if TYPE_CHECKING:
     from langchain_core.messages import AIMessage
@@ -41,7 +41,7 @@ def fail(err: Console, error: BaseException, code: int | None = None) -> typer.E
     """One line on stderr and a non-zero exit, never a traceback: 2 for bad usage (a bad option or
     configuration, an unknown preset or provider, a missing key: nothing ran), 1 for a run that failed."""
     if code is None:
-        code = 2 if isinstance(error, MoAConfigError | typer.BadParameter) else 1
+        code = 2 if isinstance(error, MoAConfigError | InvalidConversationError | typer.BadParameter) else 1
     if isinstance(error, ValidationError):
         text = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
     else:

@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from langchain_moa.cancellation import stop
-from langchain_moa.errors import MoAConfigError, MoAError
+from langchain_moa.errors import InvalidConversationError, MoAConfigError, MoAError
 from langchain_moa.server.logs import RequestLog
 from langchain_moa.server.openai_format import (
     completion,
@@ -366,7 +366,7 @@ def create_app(
             return StreamingResponse(events, media_type="text/event-stream")
         except _ClientGone:
             return Response(status_code=499)
-        except MoAConfigError as error:
+        except (MoAConfigError, InvalidConversationError) as error:
             return _error(400, str(error), kind="invalid_request_error", param="messages")
         except MoAError as error:
             return _error(502, str(error), kind="moa_error", code="moa_run_failed")

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from langchain_core.exceptions import ModelInvalidRequestError
 from langchain_core.load import dumpd, dumps
 from langchain_core.tracers.context import collect_runs
 from pydantic import SecretStr
@@ -23,6 +24,7 @@ def test_public_names_are_pinned() -> None:
     assert langchain_moa.__all__ == [
         "AGGREGATOR_PROMPT",
         "AggregatorError",
+        "InvalidConversationError",
         "MoAChatModel",
         "MoAConfigError",
         "MoAContext",
@@ -90,7 +92,9 @@ def test_build_moa_graph_raises_the_same_errors() -> None:
 def test_an_empty_conversation_is_refused_before_any_call() -> None:
     fields = _fields()
     moa = MoAChatModel(**fields)
-    with pytest.raises(MoAConfigError, match="the conversation is empty: give at least one message"):
+    with pytest.raises(
+        ModelInvalidRequestError, match="the conversation is empty: give at least one message"
+    ):
         moa.invoke([])
     assert fields["aggregator"].calls == []
 

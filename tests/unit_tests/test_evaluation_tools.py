@@ -148,7 +148,7 @@ def test_an_unknown_flask_layout_is_one_line_naming_the_fields(tmp_path: Path, s
     questions.write_text(json.dumps({"id": 1, "prompt": "?"}) + "\n")
     result = runner.invoke(cli.app, ["eval", "flask", "--questions", str(questions), "-o", str(tmp_path / "o.jsonl"),
                                      "--reference-models", "p", "--aggregator", "agg", "--quiet"])  # fmt: skip
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         "moa: error: a FLASK row needs 'idx' and 'instruction' (FLASK's current evaluation set) or "
         "'question_id' and 'text' (the older one); this one has ['id', 'prompt']"
@@ -161,7 +161,7 @@ def test_a_malformed_question_file_is_one_line(tmp_path: Path, scripted: None, c
     questions.write_text(content)
     result = runner.invoke(cli.app, ["eval", "flask", "--questions", str(questions), "--quiet",
                                      "--reference-models", "p", "--aggregator", "agg"])  # fmt: skip
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"moa: error: {questions} is not JSON Lines")
 

@@ -6,7 +6,7 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from langchain_moa import MoAChatModel, MoAConfigError, build_moa_graph
+from langchain_moa import InvalidConversationError, MoAChatModel, build_moa_graph
 from langchain_moa.events import AggregatorStarted, Answer, ProposalReady, Token
 from langchain_moa.fakes import ScriptedChatModel
 from langchain_moa.graph import AGGREGATOR_NODE
@@ -108,7 +108,7 @@ def test_an_empty_or_blank_conversation_fails_in_the_graph_before_any_model_is_c
     proposers, aggregator = _models(2), ScriptedChatModel()
     graph = build_moa_graph(proposers, aggregator)
     for messages in ([], [HumanMessage("   ")], [SystemMessage("You are helpful."), HumanMessage(" ")]):
-        with pytest.raises(MoAConfigError, match="the conversation"):
+        with pytest.raises(InvalidConversationError, match="the conversation"):
             graph.invoke({"messages": messages})
     assert all(m.calls == [] for m in [*proposers, aggregator])
 

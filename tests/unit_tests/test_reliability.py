@@ -275,7 +275,7 @@ def test_cli_json_output_carries_no_key(monkeypatch: pytest.MonkeyPatch) -> None
 def test_media_a_model_cannot_take_is_refused_before_any_call() -> None:
     from langchain_core.messages import HumanMessage
 
-    from langchain_moa import MoAConfigError
+    from langchain_moa import InvalidConversationError
 
     text_only = ScriptedChatModel(answer="x", model_name="text-only", profile={"image_inputs": False})
     vision = ScriptedChatModel(answer="y", model_name="vision", profile={"image_inputs": True})
@@ -287,7 +287,7 @@ def test_media_a_model_cannot_take_is_refused_before_any_call() -> None:
         ]
     )
     with pytest.raises(
-        MoAConfigError,
+        InvalidConversationError,
         match=r"message 1 has image content, which text-only does not accept \(image_inputs=False",
     ):
         moa.invoke([picture])
@@ -304,3 +304,51 @@ def test_a_malformed_message_is_refused_before_any_call() -> None:
     with pytest.raises(ValueError, match="wizard"):
         moa.invoke([{"role": "wizard", "content": "hi"}])
     assert proposer.calls == []
+
+
+# -- LangChain's error family ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "retryable"),
+    [("ModelRateLimitError", True), ("ModelTimeoutError", True), ("ModelAuthenticationError", False),
+     ("ContextOverflowError", False)],
+)  # fmt: skip
+async def test_an_aggregators_model_error_reaches_the_caller_as_its_kind(kind: str, retryable: bool) -> None:
+    from langchain_core import exceptions
+
+    cause = getattr(exceptions, kind)("provider said no")
+    moa = MoAChatModel(proposers=[ScriptedChatModel(answer="idea")],
+                       aggregator=ScriptedChatModel(answer=cause, model_name="agg"))  # fmt: skip
+    with pytest.raises(AggregatorError) as caught:
+        await moa.ainvoke("Q")
+    assert isinstance(caught.value, getattr(exceptions, kind)) and isinstance(
+        caught.value, exceptions.ModelError
+    )
+    assert caught.value.is_retryable is retryable and caught.value.__cause__ is cause
+    assert "aggregator (agg) failed" in str(caught.value)
+
+
+async def test_a_plain_failure_is_an_aggregator_error_that_is_not_retryable() -> None:
+    from langchain_core.exceptions import ModelError
+
+    moa = MoAChatModel(proposers=[ScriptedChatModel(answer="idea")],
+                       aggregator=ScriptedChatModel(answer=RuntimeError("boom")))  # fmt: skip
+    with pytest.raises(AggregatorError) as caught:
+        await moa.ainvoke("Q")
+    assert type(caught.value) is AggregatorError and isinstance(caught.value, ModelError)
+    assert caught.value.is_retryable is False
+
+
+async def test_a_proposers_context_overflow_is_reported_as_one_naming_the_model() -> None:
+    from langchain_core.exceptions import ContextOverflowError
+
+    moa = MoAChatModel(
+        proposers=[ScriptedChatModel(answer=ContextOverflowError("prompt too long"), model_name="tiny-ctx")],
+        aggregator=ScriptedChatModel(answer="x"),
+    )
+    with pytest.raises(
+        ContextOverflowError, match=r"tiny-ctx\): ContextOverflowError: prompt too long"
+    ) as caught:
+        await moa.ainvoke("Q")
+    assert isinstance(caught.value, MoAError)
