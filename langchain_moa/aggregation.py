@@ -1,5 +1,10 @@
 """How the aggregator turns the last layer's proposals into the answer (the ``aggregation`` option).
 
+A strategy is a ``Strategy`` object that says what the aggregator node needs to know: its name, whether
+the aggregator can call tools with it, whether the model's reply is the answer (else it names a
+proposal), whether it can aggregate proposals still being written (``staircase``), and how it
+aggregates (``plan``). The built-in ones, by name:
+
 - ``"synthesize"`` (default): the paper's aggregate-and-synthesize prompt, byte for byte, with the
   proposals in proposer order (Wang et al. 2024).
 - ``"shuffle"``: the same prompt with the proposals in a fresh random order on every call, against the
@@ -14,37 +19,48 @@
   letter, else the last line), so that a small aggregator sees the vote it would otherwise have to
   count itself.
 - ``"majority"`` (this project's): when a strict majority of the proposers state the same answer
-  ("Answer: B", "the answer is 42", ``\boxed{42}``: ``answers.stated_answer``), the first of those
-  proposals is the answer, verbatim, and the aggregator is not called; otherwise the paper's prompt.
-  It is the majority vote where the vote is clear and the aggregator where it is not; it is meant for
-  questions with one short answer (open-ended proposals state none, so they are always synthesised).
-  It cannot call tools (a settled answer would skip them).
-- a function ``(conversation, proposals) -> answer`` (text or message, or an awaitable of one): your own.
+  ("Answer: B", "the answer is 42", ``\\boxed{42}``, or a reply that is only a letter or a number:
+  ``answers.stated_answer``), the first of those proposals is the answer, verbatim, and the aggregator
+  is not called; otherwise the paper's prompt. It cannot call tools (a settled answer would skip them).
 
-Every answer records what was done in ``response_metadata["moa"]["aggregation"]``.
+Your own: a subclass of ``Strategy`` (override ``plan``, and ``pick`` if the reply names a proposal), or
+a plain function ``(conversation, proposals) -> answer`` (text or message, or an awaitable of one),
+which ``FunctionStrategy`` wraps. Every answer records what was done in
+``response_metadata["moa"]["aggregation"]``.
+
+Example:
+    >>> class Longest(Strategy):
+    ...     name = "longest"
+    ...     calls_tools = False
+    ...     def plan(self, conversation, references, prompt, rng, voters=None):
+    ...         return Plan([], {"strategy": self.name}, settled=max(references, key=len))
 """
 
 from __future__ import annotations
 
+import inspect
 import random
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.messages import BaseMessage
 
 from langchain_moa.answers import final_answer, stated_answer
 from langchain_moa.prompts import inject_references
 
-__all__ = ["STAIRCASE_STRATEGIES", "STRATEGIES", "Plan", "pick", "plan"]
-
-STRATEGIES = ("synthesize", "shuffle", "select", "tally", "majority")
-"""The built-in aggregation strategies, by name."""
-STAIRCASE_STRATEGIES = ("synthesize", "shuffle")
-"""The strategies that can aggregate proposals still being written (``staircase``): the others read
-whole proposals (their final answers, or one to pick)."""
+__all__ = [
+    "BUILT_IN",
+    "STAIRCASE_STRATEGIES",
+    "STRATEGIES",
+    "FunctionStrategy",
+    "Plan",
+    "Strategy",
+    "aggregate_once",
+    "strategy_of",
+]
 
 SELECT_PROMPT = (
     "You have been provided with a set of responses from various models to the latest user query. "
@@ -60,91 +76,219 @@ class Plan:
 
     messages: list[BaseMessage]
     record: dict[str, Any] = field(default_factory=dict)
-    answer_is_reply: bool = True
-    """Whether the aggregator's reply is the answer (else, ``select``, it names a proposal)."""
     settled: str | None = None
-    """The answer when no aggregator call is needed (``majority`` with a strict majority)."""
+    """The answer when no aggregator call is needed (``majority`` with a strict majority, a function)."""
 
 
-def plan(
-    strategy: str,
-    conversation: Sequence[BaseMessage],
-    references: list[str],
-    prompt: str,
-    rng: random.Random,
-    *,
-    voters: int | None = None,
-) -> Plan:
-    """The aggregator's request for a built-in ``strategy`` (``prompt``: the aggregate-and-synthesize one).
-    ``voters``: how many proposers were asked, of whom ``majority`` needs more than half (default: one
-    per reference; a failed proposer counts as not agreeing)."""
-    if strategy == "shuffle":
-        order = rng.sample(range(len(references)), len(references))
+class Strategy:
+    """An aggregation strategy. The defaults are the paper's: subclass and override what differs."""
+
+    name: ClassVar[str] = "synthesize"
+    """How records, drawings and the command line name it."""
+    calls_tools: ClassVar[bool] = True
+    """Whether the aggregator can call tools (and answer in a schema) with it."""
+    reply_is_answer: ClassVar[bool] = True
+    """Whether the aggregator's reply is the answer (else it names a proposal: see ``pick``)."""
+    reads_partial_proposals: ClassVar[bool] = False
+    """Whether it can aggregate proposals still being written (``staircase``)."""
+
+    def order(self, size: int, rng: random.Random) -> list[int]:
+        """The proposals (indices from 0) in the order the references list them."""
+        return list(range(size))
+
+    def plan(
+        self,
+        conversation: Sequence[BaseMessage],
+        references: list[str],
+        prompt: str,
+        rng: random.Random,
+        voters: int | None = None,
+    ) -> Plan:
+        """The aggregator's request (``prompt``: the aggregate-and-synthesize one). ``voters``: how many
+        proposers were asked (a failed one counts as not agreeing); default one per reference."""
+        return Plan(inject_references(conversation, prompt, references), {"strategy": self.name})
+
+    async def aplan(
+        self,
+        conversation: Sequence[BaseMessage],
+        references: list[str],
+        prompt: str,
+        rng: random.Random,
+        voters: int | None = None,
+    ) -> Plan:
+        """``plan``, awaited (a strategy that answers by itself may need to await)."""
+        return self.plan(conversation, references, prompt, rng, voters)
+
+    def pick(self, reply: str, references: list[str]) -> tuple[str, dict[str, Any]]:
+        """When the reply is not the answer: the answer it names, and what to record about the choice."""
+        return reply, {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class Synthesize(Strategy):
+    reads_partial_proposals = True
+
+
+class Shuffle(Strategy):
+    name = "shuffle"
+    reads_partial_proposals = True
+
+    def order(self, size: int, rng: random.Random) -> list[int]:
+        return rng.sample(range(size), size)
+
+    def plan(
+        self,
+        conversation: Sequence[BaseMessage],
+        references: list[str],
+        prompt: str,
+        rng: random.Random,
+        voters: int | None = None,
+    ) -> Plan:
+        order = self.order(len(references), rng)
         shuffled = [references[i] for i in order]
-        record = {"strategy": strategy, "order": [i + 1 for i in order]}
+        record = {"strategy": self.name, "order": [i + 1 for i in order]}
         return Plan(inject_references(conversation, prompt, shuffled), record)
-    if strategy == "select":
-        return Plan(inject_references(conversation, SELECT_PROMPT, references), {"strategy": strategy}, False)
-    if strategy == "tally":
+
+
+class Select(Strategy):
+    name = "select"
+    calls_tools = False
+    reply_is_answer = False
+
+    def plan(
+        self,
+        conversation: Sequence[BaseMessage],
+        references: list[str],
+        prompt: str,
+        rng: random.Random,
+        voters: int | None = None,
+    ) -> Plan:
+        return Plan(inject_references(conversation, SELECT_PROMPT, references), {"strategy": self.name})
+
+    def pick(self, reply: str, references: list[str]) -> tuple[str, dict[str, Any]]:
+        """The proposal the aggregator named, verbatim."""
+        numbers = [int(n) for n in re.findall(r"\d+", reply)]
+        chosen = next((n for n in numbers if 1 <= n <= len(references)), None)
+        if chosen is not None:
+            return references[chosen - 1], {"chosen": chosen, "fallback": False}
+        # Fallback: the proposal sharing the most words with the others (a self-consistency proxy).
+        words = [set(r.lower().split()) for r in references]
+
+        def agreement(i: int) -> float:
+            others = [w for j, w in enumerate(words) if j != i]
+            return sum(len(words[i] & w) / max(1, len(words[i] | w)) for w in others)
+
+        best = max(range(len(references)), key=agreement)
+        return references[best], {"chosen": best + 1, "fallback": True, "reply": reply[:200]}
+
+
+class Tally(Strategy):
+    name = "tally"
+
+    def plan(
+        self,
+        conversation: Sequence[BaseMessage],
+        references: list[str],
+        prompt: str,
+        rng: random.Random,
+        voters: int | None = None,
+    ) -> Plan:
         counts = Counter(final_answer(r) for r in references)
         votes = ", ".join(f"{answer!r} ({n} of {len(references)})" for answer, n in counts.most_common())
         preamble = f"The responses' final answers, with how many responses give each: {votes}.\n\n"
-        return Plan(inject_references(conversation, preamble + prompt, references), {"strategy": strategy})
-    if strategy == "majority":
+        return Plan(inject_references(conversation, preamble + prompt, references), {"strategy": self.name})
+
+
+class Majority(Strategy):
+    name = "majority"
+    calls_tools = False
+
+    def plan(
+        self,
+        conversation: Sequence[BaseMessage],
+        references: list[str],
+        prompt: str,
+        rng: random.Random,
+        voters: int | None = None,
+    ) -> Plan:
         answers = [stated_answer(r) for r in references]
         counts = Counter(a for a in answers if a is not None)
         top, count = counts.most_common(1)[0] if counts else (None, 0)
         voting = voters or len(references)
-        vote = {"strategy": strategy, "agreeing": count, "of": voting}
+        vote = {"strategy": self.name, "agreeing": count, "of": voting}
         if count * 2 > voting:
             chosen = answers.index(top)
             return Plan([], vote | {"answer": top, "chosen": chosen + 1}, settled=references[chosen])
         return Plan(inject_references(conversation, prompt, references), dict(vote))
-    return Plan(inject_references(conversation, prompt, references), {"strategy": "synthesize"})
 
 
-def pick(reply: str, references: list[str]) -> tuple[str, dict[str, Any]]:
-    """``select``: the proposal the aggregator named, verbatim, and what to record about the choice."""
-    numbers = [int(n) for n in re.findall(r"\d+", reply)]
-    chosen = next((n for n in numbers if 1 <= n <= len(references)), None)
-    if chosen is not None:
-        return references[chosen - 1], {"chosen": chosen, "fallback": False}
-    # Fallback: the proposal sharing the most words with the others (a self-consistency proxy).
-    words = [set(r.lower().split()) for r in references]
+class FunctionStrategy(Strategy):
+    """A plain function ``(conversation, proposals) -> answer`` as a strategy: it answers by itself."""
 
-    def agreement(i: int) -> float:
-        others = [w for j, w in enumerate(words) if j != i]
-        return sum(len(words[i] & w) / max(1, len(words[i] | w)) for w in others)
+    calls_tools = False
 
-    best = max(range(len(references)), key=agreement)
-    return references[best], {"chosen": best + 1, "fallback": True, "reply": reply[:200]}
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+
+    @property  # type: ignore[misc]
+    def name(self) -> str:  # type: ignore[override]
+        return getattr(self.function, "__name__", type(self.function).__name__)
+
+    async def aplan(
+        self,
+        conversation: Sequence[BaseMessage],
+        references: list[str],
+        prompt: str,
+        rng: random.Random,
+        voters: int | None = None,
+    ) -> Plan:
+        result = self.function(list(conversation), references)
+        result = await result if inspect.isawaitable(result) else result
+        text = result.text if isinstance(result, BaseMessage) else str(result)
+        return Plan([], {"strategy": self.name}, settled=text)
 
 
-def describe(strategy: str | Callable[..., Any]) -> str:
-    """A strategy's name, for records and drawings."""
-    return strategy if isinstance(strategy, str) else getattr(strategy, "__name__", type(strategy).__name__)
+BUILT_IN: dict[str, Strategy] = {s.name: s for s in (Synthesize(), Shuffle(), Select(), Tally(), Majority())}
+"""The built-in strategies, by name."""
+STRATEGIES = tuple(BUILT_IN)
+"""The built-in strategies' names."""
+STAIRCASE_STRATEGIES = tuple(name for name, s in BUILT_IN.items() if s.reads_partial_proposals)
+"""The built-in strategies that can aggregate proposals still being written (``staircase``)."""
+
+
+def strategy_of(aggregation: str | Strategy | Callable[..., Any]) -> Strategy:
+    """The strategy an ``aggregation`` option names: a built-in's name, a ``Strategy`` or a function."""
+    if isinstance(aggregation, Strategy):
+        return aggregation
+    if isinstance(aggregation, str):
+        return BUILT_IN[aggregation]
+    return FunctionStrategy(aggregation)
 
 
 async def aggregate_once(
     model: Any,
     conversation: Sequence[BaseMessage],
     references: list[str],
-    strategy: str,
+    strategy: str | Strategy,
     *,
     prompt: str,
     rng: random.Random,
     voters: int | None = None,
     **kwargs: Any,
 ) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
-    """One aggregation of given proposals with at most one aggregator reply, not streamed: ``select``
-    in the graph, and every strategy when ``moa eval exact`` compares them on the proposals it
-    journalled. Returns the answer, its record and the aggregator's usage (``None`` if not called)."""
-    request = plan(strategy, conversation, references, prompt, rng, voters=voters)
+    """One aggregation of given proposals with at most one aggregator reply, not streamed: a strategy
+    whose reply is not the answer (``select``) in the graph, and every strategy when ``moa eval exact``
+    compares them on the proposals it journalled. Returns the answer, its record and the aggregator's
+    usage (``None`` if not called)."""
+    chosen = strategy_of(strategy)
+    request = await chosen.aplan(conversation, references, prompt, rng, voters)
     if request.settled is not None:
         return request.settled, request.record, None
     reply = await model.ainvoke(request.messages, **kwargs)
     usage = getattr(reply, "usage_metadata", None)
-    if request.answer_is_reply:
+    if chosen.reply_is_answer:
         return reply.text, request.record, usage
-    text, choice = pick(reply.text, references)
+    text, choice = chosen.pick(reply.text, references)
     return text, request.record | choice, usage

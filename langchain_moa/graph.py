@@ -25,7 +25,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 from pydantic import SecretStr
 
-from langchain_moa.aggregation import describe
+from langchain_moa.aggregation import strategy_of
 from langchain_moa.fanout import Fanout, reusable_proposals
 from langchain_moa.models import LOCAL_PROVIDER, resolve_chat_model
 from langchain_moa.nodes import (
@@ -147,7 +147,7 @@ def build_moa_graph(
         settings=settings,
     )  # fmt: skip
     # Studio shows the node's metadata: which aggregation strategy it runs.
-    metadata: dict[str, Any] = {"aggregation": describe(options.aggregation)}
+    metadata: dict[str, Any] = {"aggregation": strategy_of(options.aggregation).name}
     if staircase:
         metadata["staircase"] = f"streams in chunks of {options.staircase} tokens from the last layer"
     graph.add_node(AGGREGATOR_NODE, aggregate.runnable(), metadata=metadata)

@@ -10,7 +10,6 @@ background loop of ``sync_bridge``.
 from __future__ import annotations
 
 import functools
-import inspect
 import random
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -282,6 +281,7 @@ class AggregatorNode:
         self.layer_nodes = [list(nodes) for nodes in layer_nodes]
         self.settings = settings
         self.rng = random.Random(settings.options.seed)  # ``shuffle``'s orders: one sequence per graph
+        self.strategy = aggregation.strategy_of(settings.options.aggregation)
 
     def runnable(self) -> RunnableCallable:
         return _node(AGGREGATOR_NODE, self.ainvoke)
@@ -344,7 +344,7 @@ class AggregatorNode:
         kwargs: dict[str, Any],
     ) -> tuple[list[AIMessageChunk], dict[str, Any]]:
         """The aggregation of whole proposals (the paper's MoA): the answer's chunks and its record."""
-        settings, strategy = self.settings, self.settings.options.aggregation
+        settings = self.settings
         if reused is not None:  # this call of the turn reuses its proposals (``fanout``)
             references = [p["content"] for p in reused if p["content"] is not None]
         else:
@@ -353,37 +353,28 @@ class AggregatorNode:
             )
         emit(AggregatorStarted(model=label, references=len(references)))
         chunks = list[AIMessageChunk]()
+        strategy = self.strategy
         async with settings.policy.aggregating():
-            if callable(strategy):  # the user's own aggregation
-                record: dict[str, Any] = {"strategy": aggregation.describe(strategy)}
-                result = strategy(list(state["messages"]), references)
-                result = await result if inspect.isawaitable(result) else result
-                chunks.append(
-                    AIMessageChunk(content=result.text if isinstance(result, BaseMessage) else str(result))
-                )
+            plan = await strategy.aplan(
+                state["messages"], references, settings.options.aggregator_prompt, self.rng,
+                voters=len(reused if reused is not None else self.references_from),
+            )  # fmt: skip
+            if plan.settled is not None:  # no aggregator call needed (``majority``, a function)
+                chunks.append(AIMessageChunk(content=plan.settled))
                 emit(Token(chunk=chunks[-1]))
-            elif strategy == "select":  # the reply names a proposal, which is the answer verbatim
-                text, record, usage = await aggregation.aggregate_once(
-                    model, state["messages"], references, strategy,
-                    prompt=settings.options.aggregator_prompt, rng=self.rng, config=config, **kwargs,
-                )  # fmt: skip
-                chunks.append(AIMessageChunk(content=text, usage_metadata=usage))  # type: ignore[arg-type]
+            elif not strategy.reply_is_answer:  # the reply names a proposal (``select``): that is the answer
+                reply = await model.ainvoke(plan.messages, config, **kwargs)
+                text, choice = strategy.pick(reply.text, references)
+                plan.record |= choice
+                usage = getattr(reply, "usage_metadata", None)
+                chunks.append(AIMessageChunk(content=text, usage_metadata=usage))
                 emit(Token(chunk=chunks[-1]))
             else:
-                plan = aggregation.plan(
-                    strategy, state["messages"], references, settings.options.aggregator_prompt, self.rng,
-                    voters=len(reused if reused is not None else self.references_from),
-                )  # fmt: skip
-                record = plan.record
-                if plan.settled is not None:  # no aggregator call needed (``majority``)
-                    chunks.append(AIMessageChunk(content=plan.settled))
-                    emit(Token(chunk=chunks[-1]))
-                else:
-                    async for chunk in model.astream(plan.messages, config, **kwargs):
-                        chunk = as_chunk(chunk)  # a model without streaming yields one whole AIMessage
-                        chunks.append(chunk)
-                        emit(Token(chunk=chunk))
-        return chunks, record
+                async for chunk in model.astream(plan.messages, config, **kwargs):
+                    chunk = as_chunk(chunk)  # a model without streaming yields one whole AIMessage
+                    chunks.append(chunk)
+                    emit(Token(chunk=chunk))
+        return chunks, plan.record
 
     async def _in_rounds(
         self,
@@ -397,9 +388,9 @@ class AggregatorNode:
         """Staircase aggregation while the last layer streams: the answer's chunks and its record."""
         options, policy = self.settings.options, self.settings.policy
         size = len(staircase.streams)
-        order = self.rng.sample(range(size), size) if options.aggregation == "shuffle" else list(range(size))
-        record: dict[str, Any] = {"strategy": options.aggregation}
-        if options.aggregation == "shuffle":
+        order = self.strategy.order(size, self.rng)
+        record: dict[str, Any] = {"strategy": self.strategy.name}
+        if order != list(range(size)):
             record["order"] = [i + 1 for i in order]
         max_tokens = kwargs.pop("max_tokens", None)
         async with within(policy.aggregator_timeout, "aggregator_timeout"):

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from langchain_moa.aggregation import STAIRCASE_STRATEGIES, STRATEGIES
+from langchain_moa.aggregation import STAIRCASE_STRATEGIES, STRATEGIES, Strategy, strategy_of
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.prompts import AGGREGATOR_PROMPT
 
@@ -154,8 +154,8 @@ class MoAOptions(BaseModel):
     aggregation: Annotated[
         Any,
         _rule(
-            lambda v: v in STRATEGIES or callable(v),
-            f"one of {', '.join(map(repr, STRATEGIES))}, or a function (conversation, proposals)",
+            lambda v: v in STRATEGIES or isinstance(v, Strategy) or callable(v),
+            f"one of {', '.join(map(repr, STRATEGIES))}, a Strategy, or a function (conversation, proposals)",
             none=False,
         ),
     ] = Field(default="synthesize", json_schema_extra={"per_request": True})
@@ -208,9 +208,10 @@ class MoAOptions(BaseModel):
                 f"got {self.min_proposals!r}"
             )
             raise MoAConfigError(msg)
-        if self.staircase is not None and self.aggregation not in STAIRCASE_STRATEGIES:
+        strategy = strategy_of(self.aggregation)
+        if self.staircase is not None and not strategy.reads_partial_proposals:
             msg = (
-                f"staircase cannot be combined with aggregation={self.aggregation!r}, which needs whole "
+                f"staircase cannot be combined with aggregation={strategy.name!r}, which needs whole "
                 f"proposals; staircase aggregates with {' or '.join(map(repr, STAIRCASE_STRATEGIES))} "
                 "(or set staircase=None)"
             )
@@ -244,9 +245,8 @@ class MoAOptions(BaseModel):
     def why_no_tools(self, *, in_rounds: bool | None = None) -> str | None:
         """Why this MoA's aggregator cannot call tools (nor answer in a schema), or ``None`` if it can.
         ``in_rounds``: whether this call aggregates in staircase rounds (default: ``staircase`` is set)."""
-        if self.aggregation in ("select", "majority") or callable(self.aggregation):
-            name = self.aggregation if isinstance(self.aggregation, str) else "a function"
-            return f"aggregation={name!r} answers with text and cannot call tools"
+        if not (strategy := strategy_of(self.aggregation)).calls_tools:
+            return f"aggregation={strategy.name!r} answers with text and cannot call tools"
         if self.staircase is not None if in_rounds is None else in_rounds:
             return (
                 "staircase answers with text and cannot call tools (its answer starts before the "
@@ -262,8 +262,8 @@ class MoAOptions(BaseModel):
             if _marked(name, "changes_answers") is False:
                 continue
             value = getattr(self, name)
-            if callable(value) and not isinstance(value, str) and name == "aggregation":
-                # By identity: two lambdas or closures share a name but may answer differently.
+            if name == "aggregation" and not isinstance(value, str):
+                # By identity: two lambdas, closures or strategy objects may share a name, not answers.
                 name_of = getattr(value, "__qualname__", type(value).__qualname__)
                 value = f"{getattr(value, '__module__', '')}.{name_of}@{id(value):x}"
             elif name == "proposers":

@@ -162,34 +162,38 @@ def chat(
     moa = build_model(choice, err, quiet=quiet)
     from langchain_core.messages import AIMessage, HumanMessage
 
-    history: list[BaseMessage] = []
-    if thread is not None:
-        earlier = asyncio.run(_thread_messages(moa, thread))
-        plain(err, f"Thread {thread!r}: {len(earlier)} earlier messages ({threads_path()}).")
-    while True:
-        try:
-            line = out.input(">>> ")
-        except (EOFError, KeyboardInterrupt):
-            plain(out, "")
-            return
-        question = line.strip()
-        if question in {"exit", "quit"}:
-            return
-        if not question:
-            continue
-        # With a thread the checkpointer holds the history; the turn is the new question alone.
-        turn = [*history, HumanMessage(question)] if multi_turn and not thread else [HumanMessage(question)]
-        view = View(out, live=out.is_terminal, quiet=quiet, show_proposals=show_proposals)
-        try:
-            with view:
-                message = asyncio.run(_answer(moa, turn, view, thread))
-        except KeyboardInterrupt:
-            plain(err, "(answer cancelled)")
-            continue
-        except MoAError as error:
-            plain(err, f"moa: error: {error}")
-            continue
-        view.finish(message)
-        note_if_cut(message, err)
-        if multi_turn and not thread:
-            history = [*turn, AIMessage(message.text)]
+    # One event loop for the whole session, as a provider's async client expects (not one per turn).
+    with asyncio.Runner() as runner:
+        history: list[BaseMessage] = []
+        if thread is not None:
+            earlier = runner.run(_thread_messages(moa, thread))
+            plain(err, f"Thread {thread!r}: {len(earlier)} earlier messages ({threads_path()}).")
+        while True:
+            try:
+                line = out.input(">>> ")
+            except (EOFError, KeyboardInterrupt):
+                plain(out, "")
+                return
+            question = line.strip()
+            if question in {"exit", "quit"}:
+                return
+            if not question:
+                continue
+            # With a thread the checkpointer holds the history; the turn is the new question alone.
+            turn = (
+                [*history, HumanMessage(question)] if multi_turn and not thread else [HumanMessage(question)]
+            )
+            view = View(out, live=out.is_terminal, quiet=quiet, show_proposals=show_proposals)
+            try:
+                with view:
+                    message = runner.run(_answer(moa, turn, view, thread))
+            except KeyboardInterrupt:
+                plain(err, "(answer cancelled)")
+                continue
+            except MoAError as error:
+                plain(err, f"moa: error: {error}")
+                continue
+            view.finish(message)
+            note_if_cut(message, err)
+            if multi_turn and not thread:
+                history = [*turn, AIMessage(message.text)]

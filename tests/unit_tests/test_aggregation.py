@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from langchain_moa import AGGREGATOR_PROMPT, AggregatorError, MoAChatModel, MoAConfigError, cli
+from langchain_moa.aggregation import BUILT_IN, Plan, Strategy, strategy_of
 from langchain_moa.fakes import ScriptedChatModel
 
 IDEAS = ["It is 42.", "I get 41.", "The answer: 42"]
@@ -229,3 +230,67 @@ def test_exact_compares_strategies_on_the_same_proposals(
 def test_the_drawn_graph_says_which_strategy_the_aggregator_runs() -> None:
     moa, _ = _moa(ScriptedChatModel(), aggregation="tally")
     assert moa.graph.get_graph().nodes["aggregator"].metadata == {"aggregation": "tally"}
+
+
+# -- a strategy of one's own ---------------------------------------------------------------------
+
+
+class Longest(Strategy):
+    """Answers with the longest proposal, without asking the aggregator."""
+
+    name = "longest"
+    calls_tools = False
+
+    def plan(
+        self, conversation: Any, references: list[str], prompt: str, rng: Any, voters: Any = None
+    ) -> Plan:
+        return Plan([], {"strategy": self.name}, settled=max(references, key=len))
+
+
+class Numbered(Strategy):
+    """Asks the aggregator for a number and answers with that proposal (a reply that names one)."""
+
+    name = "numbered"
+    reply_is_answer = False
+
+    def pick(self, reply: str, references: list[str]) -> tuple[str, dict[str, Any]]:
+        return references[int(reply) - 1], {"chosen": int(reply)}
+
+
+def test_a_strategy_subclass_is_all_it_takes() -> None:
+    aggregator = ScriptedChatModel(answer="unused")
+    moa = MoAChatModel(
+        proposers=[ScriptedChatModel(answer="short"), ScriptedChatModel(answer="the longest one")],
+        aggregator=aggregator,
+        aggregation=Longest(),
+    )
+    answer = moa.invoke("Q")
+    assert answer.content == "the longest one" and aggregator.calls == []
+    assert answer.response_metadata["moa"]["aggregation"] == {"strategy": "longest"}
+    assert moa.graph.get_graph().nodes["aggregator"].metadata == {"aggregation": "longest"}
+    with pytest.raises(
+        AggregatorError, match="aggregation='longest' answers with text and cannot call tools"
+    ):
+        moa.bind_tools([{"type": "function", "function": {"name": "f", "parameters": {}}}]).invoke("Q")
+    with pytest.raises(MoAConfigError, match="staircase cannot be combined with aggregation='longest'"):
+        MoAChatModel(
+            proposers=[ScriptedChatModel()], aggregator=aggregator, aggregation=Longest(), staircase=8
+        )
+
+
+def test_a_strategy_whose_reply_names_a_proposal() -> None:
+    moa = MoAChatModel(
+        proposers=[ScriptedChatModel(answer="first"), ScriptedChatModel(answer="second")],
+        aggregator=ScriptedChatModel(answer="2"),
+        aggregation=Numbered(),
+    )
+    answer = moa.invoke("Q")
+    assert answer.content == "second"
+    assert answer.response_metadata["moa"]["aggregation"] == {"strategy": "numbered", "chosen": 2}
+
+
+def test_the_built_in_strategies_are_instances_that_say_what_they_can_do() -> None:
+    assert set(BUILT_IN) == {"synthesize", "shuffle", "select", "tally", "majority"}
+    assert [n for n, s in BUILT_IN.items() if not s.calls_tools] == ["select", "majority"]
+    assert [n for n, s in BUILT_IN.items() if s.reads_partial_proposals] == ["synthesize", "shuffle"]
+    assert strategy_of(len).name == "len" and not strategy_of(len).calls_tools

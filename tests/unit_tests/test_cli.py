@@ -146,6 +146,23 @@ def test_chat_keeps_history_and_leaves_on_exit(models: Models) -> None:
     assert [m.content for m in second[1:]] == ["first", "Final answer after 2 messages.", "second"]
 
 
+def test_a_chat_session_runs_every_turn_on_one_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    loops: list[int] = []
+
+    def answer(messages: list, kwargs: dict) -> str:
+        loops.append(id(asyncio.get_running_loop()))
+        return "ok"
+
+    monkeypatch.setattr(
+        "langchain_moa.graph.resolve_chat_model", lambda spec, **_: ScriptedChatModel(respond=answer)
+    )
+    result = runner.invoke(cli.app, ["chat", *FAKE], input="one\ntwo\nthree\nexit\n")
+    assert result.exit_code == 0, result.output
+    assert len(loops) == 9 and len(set(loops)) == 1  # 3 turns x (2 proposers + aggregator), one loop
+
+
 def test_chat_without_multi_turn_forgets(models: Models) -> None:
     result = runner.invoke(cli.app, ["chat", *FAKE, "--no-multi-turn"], input="first\nsecond\n")
     assert result.exit_code == 0, result.output
