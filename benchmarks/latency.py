@@ -6,6 +6,7 @@ load tool for OpenAI-compatible endpoints) driving MoA's OpenAI-compatible serve
     python benchmarks/latency.py simulated   # servebench's simulated provider behind every model
     python benchmarks/latency.py local       # moa serve --preset local, with and without staircase
     python benchmarks/latency.py chart       # benchmarks/latency.png from both result files
+    python benchmarks/latency.py report      # the tables of LATENCY.md
 
 ``simulated``: ``servebench mock-server`` streams tokens with a set TTFT and inter-token time and
 writes exactly ``max_tokens`` tokens. Each configuration is a MoA of 4 proposers and an aggregator,
@@ -250,6 +251,29 @@ def chart(args: argparse.Namespace) -> None:
     figure.savefig(HERE / "latency.png", dpi=110)
 
 
+def report(args: argparse.Namespace) -> None:
+    """The tables of LATENCY.md, from the result files (seconds; ITL in milliseconds)."""
+    for title, path in (
+        ("simulated", HERE / "latency-simulated.json"),
+        ("local", HERE / "latency-local.json"),
+    ):
+        if not path.exists():
+            continue
+        configurations = json.loads(path.read_text())["configurations"]
+        users = sorted({u for r in configurations.values() for u in r if u.isdigit()}, key=int)
+        print(f"\n### {title}\n")
+        print("| configuration | users | TTFT p50 | TTFT p95 | ITL p50 (ms) | ITL p95 (ms) | end-to-end p50 | "
+              "end-to-end p95 | requests (failed) |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|")
+        for name, result in configurations.items():
+            for u in users:
+                if (level := result.get(u)) is None:
+                    continue
+                print(f"| {name} | {u} | {level['ttft_p50']:.2f} | {level['ttft_p95']:.2f} | "
+                      f"{level['itl_p50'] * 1000:.0f} | {level['itl_p95'] * 1000:.0f} | {level['e2e_p50']:.2f} | "
+                      f"{level['e2e_p95']:.2f} | {level['requests']} ({level['failed']}) |")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -265,6 +289,7 @@ def main() -> None:
     loc.add_argument("--staircase", type=int, nargs="+", default=[8, 24])
     loc.add_argument("--out", default=str(HERE / "latency-local.json"))
     commands.add_parser("chart")
+    commands.add_parser("report")
     serve = commands.add_parser("serve-simulated")
     serve.add_argument("mock")
     serve.add_argument("port", type=int)
@@ -274,7 +299,7 @@ def main() -> None:
         spec = json.loads(args.spec)
         serve_simulated(args.mock, args.port, spec["layers"], spec["options"])
     else:
-        {"simulated": simulated, "local": local, "chart": chart}[args.command](args)
+        {"simulated": simulated, "local": local, "chart": chart, "report": report}[args.command](args)
 
 
 if __name__ == "__main__":

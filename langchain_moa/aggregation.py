@@ -32,8 +32,8 @@ Example:
     >>> class Longest(Strategy):
     ...     name = "longest"
     ...     calls_tools = False
-    ...     def plan(self, conversation, references, prompt, rng, voters=None):
-    ...         return Plan([], {"strategy": self.name}, settled=max(references, key=len))
+    ...     def plan(self, given):
+    ...         return Plan([], {"strategy": self.name}, settled=max(given.references, key=len))
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ __all__ = [
     "STAIRCASE_STRATEGIES",
     "STRATEGIES",
     "FunctionStrategy",
+    "Given",
     "Plan",
     "Strategy",
     "aggregate_once",
@@ -68,6 +69,30 @@ SELECT_PROMPT = (
     "majority of the responses. Reply with the number of that response only.\n\nResponses from models:"
 )
 """The ``select`` strategy's question to the aggregator (universal self-consistency)."""
+
+
+@dataclass(frozen=True)
+class Given:
+    """What a strategy aggregates: the conversation, the last layer's answers, and the prompt."""
+
+    conversation: Sequence[BaseMessage]
+    references: list[str]
+    """The proposals' texts, in proposer order."""
+    prompt: str
+    """The aggregate-and-synthesize prompt (the paper's, unless the user gave another)."""
+    rng: random.Random
+    """The random orders of this graph (``seed``)."""
+    voters: int | None = None
+    """How many proposers were asked (a failed one counts as not agreeing); default one per reference."""
+
+    def synthesis(
+        self, *, prompt: str | None = None, references: list[str] | None = None
+    ) -> list[BaseMessage]:
+        """The paper's request: the references after the prompt, in the leading system message."""
+        return inject_references(
+            self.conversation, self.prompt if prompt is None else prompt,
+            self.references if references is None else references,
+        )  # fmt: skip
 
 
 @dataclass
@@ -96,28 +121,13 @@ class Strategy:
         """The proposals (indices from 0) in the order the references list them."""
         return list(range(size))
 
-    def plan(
-        self,
-        conversation: Sequence[BaseMessage],
-        references: list[str],
-        prompt: str,
-        rng: random.Random,
-        voters: int | None = None,
-    ) -> Plan:
-        """The aggregator's request (``prompt``: the aggregate-and-synthesize one). ``voters``: how many
-        proposers were asked (a failed one counts as not agreeing); default one per reference."""
-        return Plan(inject_references(conversation, prompt, references), {"strategy": self.name})
+    def plan(self, given: Given) -> Plan:
+        """The aggregator's request for ``given`` proposals, or the answer settled without it."""
+        return Plan(given.synthesis(), {"strategy": self.name})
 
-    async def aplan(
-        self,
-        conversation: Sequence[BaseMessage],
-        references: list[str],
-        prompt: str,
-        rng: random.Random,
-        voters: int | None = None,
-    ) -> Plan:
+    async def aplan(self, given: Given) -> Plan:
         """``plan``, awaited (a strategy that answers by itself may need to await)."""
-        return self.plan(conversation, references, prompt, rng, voters)
+        return self.plan(given)
 
     def pick(self, reply: str, references: list[str]) -> tuple[str, dict[str, Any]]:
         """When the reply is not the answer: the answer it names, and what to record about the choice."""
@@ -138,18 +148,10 @@ class Shuffle(Strategy):
     def order(self, size: int, rng: random.Random) -> list[int]:
         return rng.sample(range(size), size)
 
-    def plan(
-        self,
-        conversation: Sequence[BaseMessage],
-        references: list[str],
-        prompt: str,
-        rng: random.Random,
-        voters: int | None = None,
-    ) -> Plan:
-        order = self.order(len(references), rng)
-        shuffled = [references[i] for i in order]
+    def plan(self, given: Given) -> Plan:
+        order = self.order(len(given.references), given.rng)
         record = {"strategy": self.name, "order": [i + 1 for i in order]}
-        return Plan(inject_references(conversation, prompt, shuffled), record)
+        return Plan(given.synthesis(references=[given.references[i] for i in order]), record)
 
 
 class Select(Strategy):
@@ -157,15 +159,8 @@ class Select(Strategy):
     calls_tools = False
     reply_is_answer = False
 
-    def plan(
-        self,
-        conversation: Sequence[BaseMessage],
-        references: list[str],
-        prompt: str,
-        rng: random.Random,
-        voters: int | None = None,
-    ) -> Plan:
-        return Plan(inject_references(conversation, SELECT_PROMPT, references), {"strategy": self.name})
+    def plan(self, given: Given) -> Plan:
+        return Plan(given.synthesis(prompt=SELECT_PROMPT), {"strategy": self.name})
 
     def pick(self, reply: str, references: list[str]) -> tuple[str, dict[str, Any]]:
         """The proposal the aggregator named, verbatim."""
@@ -187,41 +182,28 @@ class Select(Strategy):
 class Tally(Strategy):
     name = "tally"
 
-    def plan(
-        self,
-        conversation: Sequence[BaseMessage],
-        references: list[str],
-        prompt: str,
-        rng: random.Random,
-        voters: int | None = None,
-    ) -> Plan:
-        counts = Counter(final_answer(r) for r in references)
-        votes = ", ".join(f"{answer!r} ({n} of {len(references)})" for answer, n in counts.most_common())
+    def plan(self, given: Given) -> Plan:
+        counts = Counter(final_answer(r) for r in given.references)
+        total = len(given.references)
+        votes = ", ".join(f"{answer!r} ({n} of {total})" for answer, n in counts.most_common())
         preamble = f"The responses' final answers, with how many responses give each: {votes}.\n\n"
-        return Plan(inject_references(conversation, preamble + prompt, references), {"strategy": self.name})
+        return Plan(given.synthesis(prompt=preamble + given.prompt), {"strategy": self.name})
 
 
 class Majority(Strategy):
     name = "majority"
     calls_tools = False
 
-    def plan(
-        self,
-        conversation: Sequence[BaseMessage],
-        references: list[str],
-        prompt: str,
-        rng: random.Random,
-        voters: int | None = None,
-    ) -> Plan:
-        answers = [stated_answer(r) for r in references]
+    def plan(self, given: Given) -> Plan:
+        answers = [stated_answer(r) for r in given.references]
         counts = Counter(a for a in answers if a is not None)
         top, count = counts.most_common(1)[0] if counts else (None, 0)
-        voting = voters or len(references)
+        voting = given.voters or len(given.references)
         vote = {"strategy": self.name, "agreeing": count, "of": voting}
         if count * 2 > voting:
             chosen = answers.index(top)
-            return Plan([], vote | {"answer": top, "chosen": chosen + 1}, settled=references[chosen])
-        return Plan(inject_references(conversation, prompt, references), dict(vote))
+            return Plan([], vote | {"answer": top, "chosen": chosen + 1}, settled=given.references[chosen])
+        return Plan(given.synthesis(), dict(vote))
 
 
 class FunctionStrategy(Strategy):
@@ -236,15 +218,8 @@ class FunctionStrategy(Strategy):
     def name(self) -> str:  # type: ignore[override]
         return getattr(self.function, "__name__", type(self.function).__name__)
 
-    async def aplan(
-        self,
-        conversation: Sequence[BaseMessage],
-        references: list[str],
-        prompt: str,
-        rng: random.Random,
-        voters: int | None = None,
-    ) -> Plan:
-        result = self.function(list(conversation), references)
+    async def aplan(self, given: Given) -> Plan:
+        result = self.function(list(given.conversation), given.references)
         result = await result if inspect.isawaitable(result) else result
         text = result.text if isinstance(result, BaseMessage) else str(result)
         return Plan([], {"strategy": self.name}, settled=text)
@@ -283,7 +258,7 @@ async def aggregate_once(
     compares them on the proposals it journalled. Returns the answer, its record and the aggregator's
     usage (``None`` if not called)."""
     chosen = strategy_of(strategy)
-    request = await chosen.aplan(conversation, references, prompt, rng, voters)
+    request = await chosen.aplan(Given(conversation, references, prompt, rng, voters))
     if request.settled is not None:
         return request.settled, request.record, None
     reply = await model.ainvoke(request.messages, **kwargs)

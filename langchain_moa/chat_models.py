@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Self
 
 from langchain_core.callbacks import (
@@ -109,6 +110,18 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         from langchain_moa.presets import preset_fields
 
         return cls(**preset_fields(name, **overrides))
+
+    @classmethod
+    def from_config(cls, path: str | Path, **overrides: Any) -> MoAChatModel:
+        """A model described by a TOML file: each model on its own endpoint, and every option (see
+        ``langchain_moa.config_file``); ``overrides`` are any fields over it.
+
+        Example:
+            >>> moa = MoAChatModel.from_config("moa.toml", staircase=16)  # doctest: +SKIP
+        """
+        from langchain_moa.config_file import load_config
+
+        return cls(**{**load_config(path), **overrides})
 
     @property
     def graph(self) -> MoAGraph:

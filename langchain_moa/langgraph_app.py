@@ -15,6 +15,7 @@ server's own checkpointer keeps each thread's messages.
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -65,13 +66,27 @@ def _default_preset() -> str:
     raise MoAConfigError(msg)
 
 
+CONFIG_VARIABLE = "MOA_CONFIG"
+"""A TOML configuration file (``langchain_moa.config_file``) the server's operator names: the base of
+every run's configuration. A path never comes from a request: a client could name any file."""
+
+
 def configured_fields(configurable: Mapping[str, Any]) -> dict[str, Any]:
-    """``MoAOptions`` fields from a configuration: the preset's, overridden by the rest.
+    """``MoAOptions`` fields from a configuration: the preset's (or ``MOA_CONFIG``'s file's), overridden
+    by the rest.
 
     Keys that are not MoA options (``thread_id`` and the server's own) are left out.
     """
     chosen = {k: v for k, v in configurable.items() if k in MoAConfiguration.model_fields}
-    return preset_fields(chosen.pop("preset", None) or _default_preset(), **chosen)
+    preset = chosen.pop("preset", None)
+    if (path := os.environ.get(CONFIG_VARIABLE)) and not preset:
+        from langchain_moa.config_file import load_config
+
+        fields = {**load_config(path), **{k: v for k, v in chosen.items() if v is not None}}
+        if isinstance(fields.get("proposers"), str):
+            fields["proposers"] = [p.strip() for p in fields["proposers"].split(",") if p.strip()]
+        return fields
+    return preset_fields(preset or _default_preset(), **chosen)
 
 
 class _StandIn(BaseChatModel):

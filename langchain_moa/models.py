@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from langchain_core.language_models import BaseChatModel
 from pydantic import SecretStr
@@ -21,6 +22,7 @@ from langchain_moa.extras import install_command
 __all__ = [
     "DEFAULT_PROVIDER",
     "PROVIDER_KEYS",
+    "endpoint_of",
     "model_label",
     "resolve_chat_model",
     "split_model_string",
@@ -59,7 +61,8 @@ will do). Providers with other ways to sign in (Azure, Bedrock, Vertex AI, Ollam
 def _known_providers() -> list[str]:
     from langchain.chat_models import base  # imported lazily: `langchain` is slow to import
 
-    # The providers init_chat_model accepts, and our own embedded backend.
+    # The providers init_chat_model accepts, and our own embedded backend. No public API lists them;
+    # tests/unit_tests/test_upstream.py pins this private name (.ci/newest runs it on new releases).
     return sorted([*base._BUILTIN_PROVIDERS, LOCAL_PROVIDER])
 
 
@@ -157,6 +160,18 @@ def unavailable_reason(spec: str) -> str | None:
     variables = PROVIDER_KEYS.get(provider, ())
     if variables and not any(os.environ.get(v) for v in variables):
         return f"needs {' or '.join(variables)}"
+    return None
+
+
+def endpoint_of(model: Any) -> str | None:
+    """The server a chat model calls when it was given one (``base_url``), without any credentials in
+    it: failures name it, so that an unreachable endpoint is found at once."""
+    for attr in ("openai_api_base", "base_url", "anthropic_api_url"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            parts = urlsplit(value)
+            host = parts.netloc.rpartition("@")[2]  # never a user or password written into the URL
+            return urlunsplit(parts._replace(netloc=host))
     return None
 
 

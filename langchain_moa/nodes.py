@@ -9,6 +9,7 @@ background loop of ``sync_bridge``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 import time
@@ -23,7 +24,8 @@ from langchain_core.messages.ai import add_ai_message_chunks, add_usage
 from langchain_core.runnables import Runnable, RunnableConfig
 
 # LangGraph's own node wrapper (langgraph-prebuilt's ToolNode uses it too): it takes a sync and an async
-# function and inspects their signatures once, where RunnableLambda does it on every call.
+# function and inspects their signatures once, where RunnableLambda does it on every call and adds a
+# traced run per node. Private: tests/unit_tests/test_upstream.py pins it (.ci/newest: new releases).
 from langgraph._internal._runnable import RunnableCallable
 from langgraph.runtime import get_runtime
 
@@ -40,7 +42,7 @@ from langchain_moa.events import (
     emit,
 )
 from langchain_moa.fanout import reusable_proposals
-from langchain_moa.models import model_label
+from langchain_moa.models import endpoint_of, model_label
 from langchain_moa.options import MoAOptions
 from langchain_moa.prompts import inject_references
 from langchain_moa.staircase import Staircase, aggregate_in_rounds
@@ -144,6 +146,7 @@ class ProposerNode:
     ) -> None:
         self.node = node
         self.label = model_label(model)
+        self.endpoint = endpoint_of(model)
         self.model: ChatRunnable = model
         if retries := settings.options.max_retries:
             self.model = model.with_retry(stop_after_attempt=retries + 1, wait_exponential_jitter=True)
@@ -216,14 +219,16 @@ class ProposerNode:
     ) -> BaseMessage:
         """The proposal, each token handed to the aggregator as it arrives."""
         chunks: list[AIMessageChunk] = []
-        async for raw in self.model.astream(messages, config, **kwargs):
-            chunk = as_chunk(raw)
-            chunks.append(chunk)
-            if chunk.text:
-                staircase.wrote(self.index, chunk.text)
-                emit(ProposalChunk(node=self.node, index=self.index, text=chunk.text))
-            if staircase.closed:
-                raise ProposalCut("cut: the aggregator had used all its max_tokens")
+        # Closed on leaving, not when garbage is collected: a cut proposal stops its HTTP stream at once.
+        async with contextlib.aclosing(self.model.astream(messages, config, **kwargs)) as stream:
+            async for raw in stream:
+                chunk = as_chunk(raw)
+                chunks.append(chunk)
+                if chunk.text:
+                    staircase.wrote(self.index, chunk.text)
+                    emit(ProposalChunk(node=self.node, index=self.index, text=chunk.text))
+                if staircase.closed:
+                    raise ProposalCut("cut: the aggregator had used all its max_tokens")
         if not chunks:
             return AIMessage(content="")
         return message_chunk_to_message(add_ai_message_chunks(*chunks) if len(chunks) > 1 else chunks[0])
@@ -252,6 +257,8 @@ class ProposerNode:
             proposal["error"] = f"{OVERFLOW}: {error}"
         else:
             proposal["error"] = _error_text(error) if error else "no answer"
+            if error is not None and self.endpoint:  # an unreachable endpoint is found at once
+                proposal["error"] += f" (endpoint {self.endpoint})"
         return proposal
 
 
@@ -326,7 +333,8 @@ class AggregatorNode:
         except MoAError:
             raise
         except Exception as error:
-            raise aggregator_error(f"aggregator ({label}) failed: {_error_text(error)}", error) from error
+            at = f" (endpoint {endpoint})" if (endpoint := endpoint_of(self.model)) else ""
+            raise aggregator_error(f"aggregator ({label}) failed: {_error_text(error)}{at}", error) from error
         if not chunks:
             raise AggregatorError(f"aggregator ({label}) returned nothing")
         latency = time.perf_counter() - started
@@ -355,10 +363,11 @@ class AggregatorNode:
         chunks = list[AIMessageChunk]()
         strategy = self.strategy
         async with settings.policy.aggregating():
-            plan = await strategy.aplan(
-                state["messages"], references, settings.options.aggregator_prompt, self.rng,
-                voters=len(reused if reused is not None else self.references_from),
-            )  # fmt: skip
+            voters = len(reused if reused is not None else self.references_from)
+            given = aggregation.Given(
+                state["messages"], references, settings.options.aggregator_prompt, self.rng, voters
+            )
+            plan = await strategy.aplan(given)
             if plan.settled is not None:  # no aggregator call needed (``majority``, a function)
                 chunks.append(AIMessageChunk(content=plan.settled))
                 emit(Token(chunk=chunks[-1]))

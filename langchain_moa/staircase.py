@@ -229,16 +229,18 @@ async def _one_round(
     """One aggregator call of at most ``limit`` tokens (a provider that ignores ``max_tokens`` is cut)."""
     call_kwargs = dict(kwargs) if limit is None else {**kwargs, "max_tokens": limit}
     tokens = 0
-    async for raw in model.astream(list(messages), config, **call_kwargs):
-        chunk = as_chunk(raw)
-        if chunk.text:
-            if limit is not None and tokens >= limit:
-                break
-            if tokens == 0:
-                chunk = chunk.model_copy(update={"content": joined(written, chunk.text)})
-            tokens += 1
-            emit(Token(chunk=chunk))
-        yield chunk
+    # Closed on leaving, not when garbage is collected: a call cut short stops its HTTP stream at once.
+    async with contextlib.aclosing(model.astream(list(messages), config, **call_kwargs)) as stream:
+        async for raw in stream:
+            chunk = as_chunk(raw)
+            if chunk.text:
+                if limit is not None and tokens >= limit:
+                    break
+                if tokens == 0:
+                    chunk = chunk.model_copy(update={"content": joined(written, chunk.text)})
+                tokens += 1
+                emit(Token(chunk=chunk))
+            yield chunk
 
 
 class _Replayed(Staircase):

@@ -59,10 +59,10 @@ def inner_context() -> Iterator[None]:
     graph keeps no checkpoints).
 
     ``get_usage_metadata_callback()`` handlers are not passed down as callbacks: LangChain re-attaches
-    them to every run configured while their context variable is set (hence the private
-    ``_configure_hooks``). MoA observers watch the outer call only. The graph's tasks copy the context
-    when they start; the variables are restored when the block ends. Use it in a coroutine, never
-    across a ``yield``.
+    them to every run configured while their context variable is set, and that variable is reachable
+    only through the private ``_configure_hooks`` (pinned by tests/unit_tests/test_upstream.py). MoA
+    observers watch the outer call only. The graph's tasks copy the context when they start; the
+    variables are restored when the block ends. Use it in a coroutine, never across a ``yield``.
     """
     hooked = [var for var, *_ in _configure_hooks if isinstance(var.get(), UsageMetadataCallbackHandler)]
     variables: list[ContextVar[Any]] = [var_child_runnable_config, *hooked]

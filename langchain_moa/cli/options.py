@@ -18,6 +18,7 @@ import os
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -67,6 +68,12 @@ class ModelChoice:
         str | None,
         typer.Option(help=f"How the aggregator answers: {', '.join(STRATEGIES)} (default: synthesize)."),
     ] = None
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="A TOML file describing the whole MoA (each model's endpoint, every option)."
+        ),
+    ] = None
     options: dict[str, Any] = field(default_factory=dict)
     """Every other ``MoAOptions`` field given (``--staircase``, ``--proposal-quorum``, ...)."""
 
@@ -78,7 +85,7 @@ class ModelChoice:
 
     def notices(self) -> list[str]:
         """What the user should know about the choice made for them (the local default)."""
-        if self.preset or os.environ.get("TOGETHER_API_KEY"):
+        if self.preset or self.config or os.environ.get("TOGETHER_API_KEY"):
             return []
         given = {"proposers": self.reference_models, "aggregator": self.aggregator}
         from_preset = [name for name, value in given.items() if not value]
@@ -95,6 +102,9 @@ class ModelChoice:
         configurations never share a name, nor a resumable answer file)."""
         from langchain_moa.models import split_model_string
         from langchain_moa.presets import get_preset
+
+        if self.config is not None:  # named after its file; its models are instances, made from it
+            return f"moa-{self.config.stem}"
 
         fields, preset = self.model_fields(), get_preset(self.preset_name())
         if (fields["proposers"], fields["aggregator"], fields["layers"], fields["aggregation"]) == (
@@ -134,9 +144,19 @@ class ModelChoice:
             "aggregation": self.aggregation,
             **self.options,
         }
-        preset = self.preset_name()
+        if self.config is not None and self.preset:
+            raise typer.BadParameter("--config and --preset both describe the MoA: give one")
         try:
-            return preset_fields(preset, **overrides)
+            if self.config is not None:
+                from langchain_moa.config_file import load_config
+                from langchain_moa.options import MoAOptions
+
+                fields = {**load_config(self.config), **{k: v for k, v in overrides.items() if v is not None}}
+                if isinstance(fields.get("proposers"), str):
+                    fields["proposers"] = [p.strip() for p in fields["proposers"].split(",") if p.strip()]
+                MoAOptions(**fields)
+                return fields
+            return preset_fields(self.preset_name(), **overrides)
         except MoAConfigError as error:
             flag = next((f for name, f in _FLAGS.items() if str(error).startswith(name + " ")), None)
             if flag is None:
@@ -161,6 +181,7 @@ _GENERATED = [name for name in option_names() if name not in _FLAGS]
 """The options with a flag of their own name, made from ``MoAOptions``."""
 _FLAGS.update({name: _flag(name) for name in _GENERATED})
 _SHARED = [f for f in fields(ModelChoice) if f.name != "options"]
+"""The flags every command shares (``options`` holds the generated ones)."""
 
 
 def _fanout(value: str | None) -> str | int | None:

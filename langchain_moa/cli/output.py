@@ -76,9 +76,13 @@ class View:
             self.live.__exit__(None, None, None)
 
     def __call__(self, event: MoAEvent) -> None:
-        from langchain_moa.events import ProposalReady, ProposerStarted, Token
+        from langchain_moa.events import ProposalChunk, ProposalReady, ProposerStarted, Token
 
-        if isinstance(event, ProposerStarted):
+        if isinstance(event, ProposalChunk):  # staircase: the proposal streams to the aggregator
+            row = self.rows.get(event.node)
+            if row is not None:
+                row["streamed"] = row.get("streamed", 0) + 1
+        elif isinstance(event, ProposerStarted):
             if event.layer != next(iter(self.rows.values()), {}).get("layer", event.layer):
                 self.rows.clear()  # a new layer: the table shows the current one
             self.rows[event.node] = {"layer": event.layer, "index": event.index, "model": event.model}
@@ -97,7 +101,9 @@ class View:
         table = Table(box=None, show_header=False, padding=(0, 1))
         for row in self.rows.values():
             state = row.get("state")
-            if state is None:
+            if state is None and row.get("streamed"):
+                status = Text(f"… writing, {row['streamed']} tokens", style="yellow")
+            elif state is None:
                 status = Text("… waiting", style="yellow")
             elif state == "done":
                 tokens = (row.get("usage") or {}).get("output_tokens", "?")

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,11 +11,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from langchain_moa import MoAChatModel
 from langchain_moa.fakes import CallTally, ScriptedChatModel
 from langchain_moa.server.app import ModelRegistry, create_app
+from tests.openai_endpoints import serve_in_thread
 
 KEY = "serve-test-key-0123456789"
 
@@ -73,19 +71,9 @@ def served() -> Iterator[Served]:
     registry = ModelRegistry({"moa-test": moa, "moa-slow": lambda: slow, "moa-keyless": unavailable,
                               "moa-staircase": lambda: streaming})  # fmt: skip
     app = create_app(registry, api_key=KEY)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    yield Served(f"http://127.0.0.1:{port}", aggregator_tally, proposer_tally)
+    url, server = serve_in_thread(app)
+    yield Served(url, aggregator_tally, proposer_tally)
     server.should_exit = True
-    thread.join(timeout=10)
 
 
 def test_models_lists_what_it_serves(served: Served) -> None:
@@ -265,7 +253,7 @@ def test_malformed_tools_are_400_naming_tools(served: Served) -> None:
             messages=[{"role": "user", "content": "Hi"}],
             tools=[{"foo": 1}],  # type: ignore[list-item]
         )
-    assert caught.value.body["param"] == "tools"  # type: ignore[index]
+    assert caught.value.body["param"] == "tools.0.type"  # type: ignore[index]
 
 
 def test_a_client_that_leaves_before_a_whole_answer_cancels_the_run(served: Served) -> None:

@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +25,7 @@ from langchain_moa import MoAChatModel
 from langchain_moa.fakes import CallTally, ScriptedChatModel
 from langchain_moa.server.app import Limits, ModelRegistry, create_app
 from langchain_moa.server.logs import configure
+from tests.openai_endpoints import serve_in_thread
 
 KEY = "hardening-test-key-0123456789"
 ORIGIN = "https://chat.example.org"
@@ -95,21 +95,12 @@ def served() -> Iterator[Served]:
     )
     limits = Limits(max_body_bytes=64 * 1024, body_timeout=1.0, cors_origins=(ORIGIN,))
     app = create_app(registry, api_key=KEY, limits=limits)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    served = Served(f"http://127.0.0.1:{port}", port, tally, built)
+    url, server = serve_in_thread(app)
+    port = int(url.rsplit(":", 1)[1])
+    served = Served(url, port, tally, built)
     served.turn_tally = turn_tally
     yield served
     server.should_exit = True
-    thread.join(timeout=10)
 
 
 def _body(**fields: Any) -> str:

@@ -7,13 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+
+from tests.openai_endpoints import serve_in_thread
 
 pytestmark = [pytest.mark.local_model, pytest.mark.slow]
 
@@ -75,25 +76,20 @@ def test_moa_serve_answers_with_the_local_model_and_keeps_it_loaded(tmp_path: Pa
     assert KEY not in log.read_text()  # the key is never logged
 
 
-def test_a_client_leaving_mid_stream_frees_the_local_model_slots() -> None:
-    import uvicorn
-
+@pytest.mark.parametrize("staircase", [None, 8])
+def test_a_client_leaving_mid_stream_frees_the_local_model_slots(staircase: int | None) -> None:
+    # With staircase the proposers are still writing when the answer starts: they stop too.
     from langchain_moa import MoAChatModel
     from langchain_moa.local.server import running_servers
     from langchain_moa.server.app import ModelRegistry, create_app
 
-    moa = MoAChatModel.from_preset("local", max_tokens=400, temperature=0.7)
-    app = create_app(ModelRegistry({"moa-local": lambda: moa}))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
+    moa = MoAChatModel.from_preset("local", max_tokens=400, temperature=0.7, staircase=staircase)
+    url, server = serve_in_thread(create_app(ModelRegistry({"moa-local": lambda: moa})))
     try:
         body = {"model": "moa-local", "stream": True,
                 "messages": [{"role": "user", "content": "Write a long essay about the history of Rome."}]}  # fmt: skip
         with (
-            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as http,
+            httpx.Client(base_url=url, timeout=300) as http,
             http.stream("POST", "/v1/chat/completions", json=body) as response,
         ):
             assert next(response.iter_lines()).startswith(

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from langchain_moa import AGGREGATOR_PROMPT, AggregatorError, MoAChatModel, MoAConfigError, cli
-from langchain_moa.aggregation import BUILT_IN, Plan, Strategy, strategy_of
+from langchain_moa.aggregation import BUILT_IN, Given, Plan, Strategy, strategy_of
 from langchain_moa.fakes import ScriptedChatModel
 
 IDEAS = ["It is 42.", "I get 41.", "The answer: 42"]
@@ -241,10 +241,8 @@ class Longest(Strategy):
     name = "longest"
     calls_tools = False
 
-    def plan(
-        self, conversation: Any, references: list[str], prompt: str, rng: Any, voters: Any = None
-    ) -> Plan:
-        return Plan([], {"strategy": self.name}, settled=max(references, key=len))
+    def plan(self, given: Given) -> Plan:
+        return Plan([], {"strategy": self.name}, settled=max(given.references, key=len))
 
 
 class Numbered(Strategy):

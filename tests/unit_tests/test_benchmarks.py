@@ -53,3 +53,19 @@ def test_the_quality_tables_read_an_exact_run_and_its_strategies(tmp_path: Path)
     assert "| MoA | 1 | 1 | 0 | 0 | 1 of 1 |" in sides  # sided with position 1, against the majority
     assert "| tally | 1 | 0 | 1 | 1 | 0 of 1 |" in sides
     assert "| shuffle | 1 | 0 | 1 | 0 | 1 of 1 |" in sides  # position 2 showed proposal 1
+
+
+def test_the_latency_summary_reads_servebenchs_per_request_times() -> None:
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import latency  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    requests = [
+        {"ok": True, "ttft": 0.5 + i / 100, "e2e": 2.0 + i / 10, "chunk_times": [0.5, 0.525, 0.55, 1.0]}
+        for i in range(20)
+    ] + [{"ok": False, "error": "HTTP 500"}]
+    summary = latency._summary({"levels": [{"value": 1.0, "requests": requests}]})["1"]
+    assert (summary["requests"], summary["failed"]) == (21, 1)
+    assert summary["ttft_p50"] == pytest.approx(0.595) and summary["e2e_p95"] == pytest.approx(3.805)
+    assert summary["itl_p50"] == pytest.approx(0.025) and summary["itl_p95"] == pytest.approx(0.45)

@@ -346,3 +346,20 @@ def test_the_readme_shows_the_drawing_moa_graph_prints(monkeypatch: pytest.Monke
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     drawing = runner.invoke(cli.app, ["graph", "--preset", "together", "--layers", "3"]).stdout.strip()
     assert f"```mermaid\n{drawing}\n```" in readme
+
+
+def test_the_live_view_shows_a_staircase_proposal_being_written() -> None:
+    import io
+
+    from rich.console import Console
+
+    from langchain_moa.cli.output import View
+    from langchain_moa.events import ProposalChunk, ProposerStarted
+
+    screen = io.StringIO()
+    view = View(Console(file=screen, width=120), live=False, quiet=False, show_proposals=False)
+    view(ProposerStarted(node="layer 1 #1 m", layer=1, index=1, model="m"))
+    for word in ("Paris", " is", " the"):
+        view(ProposalChunk(node="layer 1 #1 m", index=1, text=word))
+    view.console.print(view._render())
+    assert " ".join(screen.getvalue().split()) == "layer 1 #1 m … writing, 3 tokens"
