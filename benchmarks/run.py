@@ -15,6 +15,7 @@ import gc
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from langchain_moa.prompts import inject_references
 
 sys.path.insert(0, str(Path(__file__).parent))
 import engine
+import server
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -309,6 +311,31 @@ def startup(repeats: int) -> list[list[str]]:
 # -- the report ---------------------------------------------------------------------------------
 
 
+async def server_section(quick: bool) -> str:
+    """`moa serve` side by side with a bare FastAPI echo of the same shape (``server.py``; needs wrk)."""
+    heading = "## The server: `moa serve` against a bare FastAPI app of the same shape\n\n"
+    if shutil.which("wrk") is None:
+        return heading + "Not measured: wrk is not installed (`apt-get install wrk`)."
+    results = server.load(seconds=2 if quick else 10, requests_for_memory=500 if quick else 20_000)
+    drops = await server.drops(20 if quick else 200)
+    rows = [[kind, str(clients), f"{level['rps']:.0f}", f"{level['p50_ms']:.1f}", f"{level['p95_ms']:.1f}",
+             str(level["errors"] + level["non2xx"])]
+            for kind, result in results.items() for clients, level in result["levels"].items()]  # fmt: skip
+    memory = [[kind, f"{r['requests_served']:,}", f"{r['rss_before_mib']:.0f}", f"{r['rss_after_mib']:.0f}"]
+              for kind, r in results.items()]  # fmt: skip
+    return (heading + "One uvicorn worker each, driven by wrk (keep-alive, 10 s per level) with the same "
+            "non-streamed chat request. `moa` is MoA on 2 scripted proposers and a scripted aggregator that "
+            "answer at once, so what is measured is the server and the engine: the strict request model, "
+            "the registry, the MoA graph run (3 model calls), the answer's JSON. `echo` reads the same body "
+            "and returns a completion of the same shape.\n\n"
+            + table(["app", "clients", "requests/s", "p50 ms", "p95 ms", "errors"], rows)
+            + "\n\nMemory (resident set) of each server before the load and after it:\n\n"
+            + table(["app", "requests served", "RSS before MiB", "RSS after MiB"], memory)
+            + f"\n\n{drops['clients']} clients leaving a streamed answer a few tokens in (a scripted "
+            f"aggregator of 400 tokens, 20 ms apart): {drops['calls_started']} model calls started, "
+            f"{drops['cancelled']} cancelled, **{drops['still_running']} still running** afterwards.")  # fmt: skip
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
@@ -397,6 +424,8 @@ async def measure(args: argparse.Namespace) -> str:
     sections.append("## Start-up time of the command\n\nMedian wall time of commands that call no model "
                     "(the engine is imported only when a command needs it), next to a bare Python start. "
                     "Target: well under a second.\n\n" + table(["command", "median ms"], rows))  # fmt: skip
+    print("the server ...")
+    sections.append(await server_section(quick))
     if args.local:
         print("local backend ...")
         rows = local_speed(32 if quick else 200)

@@ -1,7 +1,7 @@
 """`moa serve`'s own cost, side by side with a bare FastAPI app of the same shape, in one run.
 
     apt-get install wrk                  # the load tool (C, so the clients take little of the CPU)
-    python benchmarks/server.py          # prints the tables for RESULTS.md
+    python benchmarks/server.py          # the figures as JSON (benchmarks/run.py puts them in RESULTS.md)
 
 - Requests per second and p50/p95 latency at 1, 50 and 500 concurrent clients (wrk, keep-alive, 10 s
   per level), against MoA (2 scripted proposers and a scripted aggregator that answer at once: what is
@@ -114,7 +114,7 @@ def _wrk(port: int, clients: int, seconds: int) -> dict[str, Any]:
     return result
 
 
-def load(seconds: int) -> dict[str, Any]:
+def load(seconds: int, requests_for_memory: int = 20_000) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for kind in ("echo", "moa"):
         port = _free_port()
@@ -125,7 +125,7 @@ def load(seconds: int) -> dict[str, Any]:
             before = _rss_mib(server.pid)
             levels = {clients: _wrk(port, clients, seconds) for clients in (1, 50, 500)}
             served = sum(level["requests"] for level in levels.values())
-            while served < 20_000:  # memory is read after at least 20,000 requests
+            while served < requests_for_memory:  # memory is read after at least this many requests
                 served += _wrk(port, 50, 5)["requests"]
             results[kind] = {"levels": levels, "rss_before_mib": before, "rss_after_mib": _rss_mib(server.pid),
                              "requests_served": served}  # fmt: skip
@@ -136,7 +136,7 @@ def load(seconds: int) -> dict[str, Any]:
     return results
 
 
-def drops(clients: int = 200) -> dict[str, int]:
+async def drops(clients: int = 200) -> dict[str, int]:
     """Model calls still running after ``clients`` leave a streamed answer a few tokens in."""
     import httpx
     import uvicorn
@@ -165,11 +165,8 @@ def drops(clients: int = 200) -> dict[str, int]:
                 for _ in range(4):
                     await anext(lines)
 
-    async def all_drop() -> None:
-        await asyncio.gather(*(drop() for _ in range(clients)))
-        await asyncio.sleep(3)
-
-    asyncio.run(all_drop())
+    await asyncio.gather(*(drop() for _ in range(clients)))
+    await asyncio.sleep(3)
     server.should_exit = True
     return {"clients": clients, "calls_started": tally.finished + tally.cancelled + tally.running,
             "cancelled": tally.cancelled, "still_running": tally.running}  # fmt: skip
@@ -179,7 +176,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         serve(sys.argv[2], int(sys.argv[3]))
         return
-    results = {"load": load(seconds=10), "drops": drops()}
+    results = {"load": load(seconds=10), "drops": asyncio.run(drops())}
     print(json.dumps(results["drops"]))
     Path(__file__).with_name("server-results.json").write_text(json.dumps(results, indent=1) + "\n")
 
