@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI, Request  # at module level: FastAPI resolves the endpoint's annotations here
+from fastapi.responses import JSONResponse
+
 BODY = {"model": "moa", "messages": [{"role": "user", "content": "Why is the sky blue?"}], "max_tokens": 16}
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -67,9 +70,6 @@ def moa_app() -> Any:
 
 def echo_app() -> Any:
     """A bare FastAPI app of the same shape: reads the JSON body, returns a chat.completion."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.post("/v1/chat/completions")
