@@ -239,11 +239,13 @@ def chart(args: argparse.Namespace) -> None:
     figure, axes = plt.subplots(1, len(files), figsize=(13, 5.5))
     for axis, (title, path) in zip(axes, files, strict=True):
         configurations = json.loads(path.read_text())["configurations"]
+        points: dict[tuple[float, float], list[str]] = {}  # configurations that measure alike share a label
         for name, result in configurations.items():
             level = result["1"]
-            axis.scatter(level["e2e_p50"], level["ttft_p50"])
-            axis.annotate(name, (level["e2e_p50"], level["ttft_p50"]), fontsize=7,
-                          textcoords="offset points", xytext=(4, 3))  # fmt: skip
+            points.setdefault((round(level["e2e_p50"], 1), round(level["ttft_p50"], 1)), []).append(name)
+        for (e2e, ttft), names in points.items():
+            axis.scatter(e2e, ttft)
+            axis.annotate("\n".join(names), (e2e, ttft), fontsize=7, textcoords="offset points", xytext=(4, 3))
         axis.set(title=title, xlabel="end-to-end time, median (s)", ylabel="time to first token, median (s)")
         axis.grid(alpha=0.3)
     figure.suptitle("Time to first token against end-to-end time (1 user, servebench)")
