@@ -245,7 +245,9 @@ def chart(args: argparse.Namespace) -> None:
             points.setdefault((round(level["e2e_p50"], 1), round(level["ttft_p50"], 1)), []).append(name)
         for (e2e, ttft), names in points.items():
             axis.scatter(e2e, ttft)
-            axis.annotate("\n".join(names), (e2e, ttft), fontsize=7, textcoords="offset points", xytext=(4, 3))
+            axis.annotate(
+                "\n".join(names), (e2e, ttft), fontsize=7, textcoords="offset points", xytext=(4, 3)
+            )
         axis.set(title=title, xlabel="end-to-end time, median (s)", ylabel="time to first token, median (s)")
         axis.grid(alpha=0.3)
     figure.suptitle("Time to first token against end-to-end time (1 user, servebench)")

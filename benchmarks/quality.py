@@ -42,6 +42,21 @@ def table(path: Path) -> str:
     return "\n".join(lines)
 
 
+def against_moa(path: Path) -> str:
+    """Each other configuration against the standard MoA on the same questions: the difference in
+    points and McNemar's exact p (the fast paths: does staircase, or a short proposal, cost accuracy?)."""
+    scores = score_exact(_records(path))
+    moa = next(s for s in scores if s.name == "MoA")
+    lines = ["| configuration | accuracy (95% interval) | correct | vs the standard MoA | tokens/question |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for score in scores:
+        if score.name.startswith("MoA"):
+            low, high = score.interval
+            lines.append(f"| {score.name} | {score.accuracy:.1%} ({low:.1%}-{high:.1%}) | {score.correct}/"
+                         f"{score.total} | {score.against(moa)} | {score.tokens / max(score.total, 1):.0f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def sides(path: Path) -> str:
     """Whom each aggregation sides with when the proposals disagree: the proposal shown in each position,
     and another answer than a strict majority's (the position bias and vote-breaking that #12
@@ -89,7 +104,7 @@ def _majority(answers: list[str]) -> str | None:
 def main() -> None:
     for argument in sys.argv[1:]:
         name, _, path = argument.partition("=")
-        print(f"### {name}\n\n{table(Path(path))}\n\n{sides(Path(path))}\n")
+        print(f"### {name}\n\n{table(Path(path))}\n\n{against_moa(Path(path))}\n\n{sides(Path(path))}\n")
 
 
 if __name__ == "__main__":

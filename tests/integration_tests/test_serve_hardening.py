@@ -45,7 +45,7 @@ class Served:
 
 
 def _slow_build(built: list[str], tally: CallTally) -> MoAChatModel:
-    time.sleep(3)  # a model whose first build takes long (a local model loading, say)
+    time.sleep(8)  # a model whose first build takes long (a local model loading, say)
     built.append("slow")
     return MoAChatModel(
         proposers=[ScriptedChatModel(answer="p")], aggregator=ScriptedChatModel(answer="slow")
@@ -345,7 +345,7 @@ def test_a_slow_first_build_stalls_no_other_model(served: Served) -> None:
     time.sleep(0.3)  # moa-slow is building now
     started = time.monotonic()
     replies = [served.post(_body()) for _ in range(5)]
-    assert time.monotonic() - started < 2.0  # generous; the slow build takes 3 s
+    assert time.monotonic() - started < 6.0  # generous; the slow build takes 8 s, and holds none of them
     assert all(r.status_code == 200 for r in replies) and served.built == []
     slow.join()
     assert served.built == ["slow"]

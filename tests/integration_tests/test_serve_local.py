@@ -107,3 +107,32 @@ def test_a_client_leaving_mid_stream_frees_the_local_model_slots(staircase: int 
             time.sleep(0.2)
     finally:
         server.should_exit = True
+
+
+def test_structured_output_with_the_local_model_parses_or_fails_naming_why() -> None:
+    # The 0.5B model may or may not call the schema as a function: either the official client's
+    # parse() gets the object, or the server says why with a 502; never a 500 or a wrong object.
+    from pydantic import BaseModel
+
+    from langchain_moa import MoAChatModel
+    from langchain_moa.server.app import ModelRegistry, create_app
+
+    class City(BaseModel):
+        name: str
+        country: str
+
+    moa = MoAChatModel.from_preset("local", max_tokens=96, temperature=0)
+    url, server = serve_in_thread(create_app(ModelRegistry({"moa-local": lambda: moa})))
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=300)
+    try:
+        reply = client.beta.chat.completions.parse(
+            model="moa-local",
+            messages=[{"role": "user", "content": "Name the capital of France and its country."}],
+            response_format=City,
+        )
+        assert isinstance(reply.choices[0].message.parsed, City)
+    except openai.APIStatusError as error:
+        assert error.status_code == 502, error
+        assert "did not answer in the schema 'City'" in error.body["message"]  # type: ignore[index]
+    finally:
+        server.should_exit = True
