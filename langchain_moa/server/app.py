@@ -315,15 +315,16 @@ def create_app(
                 field = next((f for f in chat_request.moa if str(error).startswith(f)), None)
                 return _error(400, f"moa: {error}", kind="invalid_request_error",
                               param=f"moa.{field}" if field else "moa")  # fmt: skip
+        if (chat_request.tools or chat_request.structured) and (reason := moa.why_no_tools()):
+            param = "tools" if chat_request.tools else "response_format"
+            return _error(400, f"{param}: this MoA cannot honour it: {reason}", kind="invalid_request_error",
+                          param=param)  # fmt: skip
         if chat_request.tools:
             tools = [tool.model_dump(exclude_none=True) for tool in chat_request.tools]
             try:
                 moa = moa.bind_tools(tools, **chat_request.tool_kwargs())
             except (ValueError, TypeError) as error:
                 return _error(400, f"tools: {error}", kind="invalid_request_error", param="tools")
-        if chat_request.structured and (reason := moa.why_no_tools()):
-            return _error(400, f"response_format needs an aggregator that can answer in a schema: {reason}",
-                          kind="invalid_request_error", param="response_format")  # fmt: skip
         try:
             (messages, ignored), kwargs = chat_request.conversation(signer), chat_request.call_kwargs()
             log.ignored = len(ignored)

@@ -303,6 +303,8 @@ def test_json_object_mode_and_its_failure(served: Served) -> None:
     ("fields", "param", "fragment"),
     [
         ({"model": "moa-staircase", "response_format": {"type": "json_object"}}, "response_format", "staircase"),
+        ({"model": "moa-staircase", "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools",
+         "staircase answers with text and cannot call tools"),
         ({"response_format": {"type": "json_schema"}}, "response_format", "json_schema is required"),
         ({"response_format": {"type": "json_object"}, "tools": [{"type": "function", "function": {"name": "f"}}]},
          None, "cannot be combined with tools"),
