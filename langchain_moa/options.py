@@ -237,11 +237,6 @@ class MoAOptions(BaseModel):
         """Seconds the aggregator may take (``aggregator_timeout``, else ``timeout``)."""
         return self.aggregator_timeout if self.aggregator_timeout is not None else self.timeout
 
-    @property
-    def proposer_tokens(self) -> int | None:
-        """Token limit of a proposer answer (``proposer_max_tokens``, else ``max_tokens``)."""
-        return self.proposer_max_tokens if self.proposer_max_tokens is not None else self.max_tokens
-
     def why_no_tools(self, *, in_rounds: bool | None = None) -> str | None:
         """Why this MoA's aggregator cannot call tools (nor answer in a schema), or ``None`` if it can.
         ``in_rounds``: whether this call aggregates in staircase rounds (default: ``staircase`` is set)."""
