@@ -30,7 +30,7 @@ from langchain_moa.errors import MoAConfigError
 from langchain_moa.graph import MoAGraph, build_moa_graph
 from langchain_moa.models import split_model_string
 from langchain_moa.options import MoAOptions, option_names
-from langchain_moa.presets import PRESETS, preset_fields
+from langchain_moa.presets import PRESETS, overridden, preset_fields
 
 __all__ = ["MoAConfiguration", "configured_fields", "make_graph"]
 
@@ -82,10 +82,7 @@ def configured_fields(configurable: Mapping[str, Any]) -> dict[str, Any]:
     if (path := os.environ.get(CONFIG_VARIABLE)) and not preset:
         from langchain_moa.config_file import load_config
 
-        fields = {**load_config(path), **{k: v for k, v in chosen.items() if v is not None}}
-        if isinstance(fields.get("proposers"), str):
-            fields["proposers"] = [p.strip() for p in fields["proposers"].split(",") if p.strip()]
-        return fields
+        return overridden(load_config(path), **chosen)
     return preset_fields(preset or _default_preset(), **chosen)
 
 

@@ -11,7 +11,7 @@ from langchain_moa.errors import MoAConfigError
 from langchain_moa.extras import install_command
 from langchain_moa.options import MoAOptions
 
-__all__ = ["PRESETS", "Preset", "get_preset", "preset_fields"]
+__all__ = ["PRESETS", "Preset", "get_preset", "overridden", "preset_fields"]
 
 
 @dataclass(frozen=True)
@@ -140,9 +140,15 @@ def preset_fields(preset: str, **overrides: Any) -> dict[str, Any]:
         >>> preset_fields("together", layers=3, temperature=None)["layers"]
         3
     """
-    fields = get_preset(preset).model_fields()
+    return overridden(get_preset(preset).model_fields(), **overrides)
+
+
+def overridden(fields: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """``fields`` (a preset's, or a configuration file's) with every override that is not ``None``
+    applied, checked by ``MoAOptions``; ``proposers`` may be comma-separated (as the command line
+    gives it)."""
     if isinstance(overrides.get("proposers"), str):
         overrides["proposers"] = [p.strip() for p in overrides["proposers"].split(",") if p.strip()]
-    fields.update({k: v for k, v in overrides.items() if v is not None})
-    MoAOptions(**fields)  # strings only: checked without creating any model
+    fields = {**fields, **{k: v for k, v in overrides.items() if v is not None}}
+    MoAOptions(**fields)  # checked without creating any model (a file's models are made already)
     return fields

@@ -26,7 +26,7 @@ import typer
 from langchain_moa.aggregation import STRATEGIES
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.options import MoAOptions, describe, option_names
-from langchain_moa.presets import preset_fields
+from langchain_moa.presets import overridden, preset_fields
 
 __all__ = ["ModelChoice", "model_options"]
 
@@ -149,13 +149,8 @@ class ModelChoice:
         try:
             if self.config is not None:
                 from langchain_moa.config_file import load_config
-                from langchain_moa.options import MoAOptions
 
-                fields = {**load_config(self.config), **{k: v for k, v in overrides.items() if v is not None}}
-                if isinstance(fields.get("proposers"), str):
-                    fields["proposers"] = [p.strip() for p in fields["proposers"].split(",") if p.strip()]
-                MoAOptions(**fields)
-                return fields
+                return overridden(load_config(self.config), **overrides)
             return preset_fields(self.preset_name(), **overrides)
         except MoAConfigError as error:
             flag = next((f for name, f in _FLAGS.items() if str(error).startswith(name + " ")), None)

@@ -15,14 +15,12 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser
-from pydantic import ValidationError
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -39,7 +37,7 @@ from langchain_moa.server.openai_format import (
     stream_chunk,
     usage_of,
 )
-from langchain_moa.server.requests import ChatRequest, ResponseFormat
+from langchain_moa.server.requests import Limits, Refused, ResponseFormat, parse, read_body
 from langchain_moa.server.signing import ProposalSigner
 
 if TYPE_CHECKING:
@@ -47,7 +45,7 @@ if TYPE_CHECKING:
 
     from langchain_moa.chat_models import MoAChatModel
 
-__all__ = ["Limits", "ModelRegistry", "create_app"]
+__all__ = ["ModelRegistry", "create_app"]
 
 _T = TypeVar("_T")
 Publish = Callable[[dict[str, Any] | None], dict[str, Any] | None]
@@ -154,83 +152,6 @@ class _Client:
         self._watcher.cancel()
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What one request may cost the server before any model runs, and who may call it from a page."""
-
-    max_body_bytes: int = 4 * 1024 * 1024
-    """Larger bodies are refused with 413 before they are read whole."""
-    body_timeout: float = 30.0
-    """Seconds a client may take to send its body; a slower one gets 408."""
-    cors_origins: tuple[str, ...] = ()
-    """Web origins allowed to call the server from a page (none: no CORS headers at all)."""
-    log_content: bool = False
-    """Log each request's messages and answer too (never by default)."""
-
-
-class _Refused(Exception):
-    """A request refused before it ran: its status and OpenAI error."""
-
-    def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.param, self.code = status, param, code
-
-
-async def _read_body(request: Request, limits: Limits) -> bytes:
-    """The body, if it is JSON, at most ``max_body_bytes`` and sent within ``body_timeout``."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":  # a web page cannot send this without the CORS preflight
-        raise _Refused(415, f"Content-Type must be application/json, got {media_type or 'none'!r}",
-                       code="unsupported_media_type")  # fmt: skip
-    too_large = _Refused(413, f"the body is larger than the server's limit of {limits.max_body_bytes} bytes",
-                         code="request_too_large")  # fmt: skip
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limits.max_body_bytes:
-        raise too_large
-    body = bytearray()
-    try:
-        async with asyncio.timeout(limits.body_timeout):
-            async for part in request.stream():
-                body += part
-                if len(body) > limits.max_body_bytes:
-                    raise too_large
-    except TimeoutError:
-        raise _Refused(408, f"the body did not arrive within {limits.body_timeout}s",
-                       code="request_timeout") from None  # fmt: skip
-    except ClientDisconnect:
-        raise _ClientGone from None
-    return bytes(body)
-
-
-def _parse(body: bytes) -> ChatRequest:
-    """The request, checked by its one model (JSON syntax, UTF-8 and nesting depth included)."""
-    try:
-        return ChatRequest.model_validate_json(body)
-    except ValidationError as error:
-        problem = error.errors(include_url=False)[0]
-        if problem["type"] == "json_invalid":
-            raise _Refused(400, f"the body is not valid JSON: {problem['msg']}") from None
-        param = _param(problem["loc"], json.loads(body), missing=problem["type"] == "missing")
-        raise _Refused(400, f"{param or 'the body'}: {problem['msg']}", param=param) from None
-
-
-def _param(loc: tuple[int | str, ...], data: Any, *, missing: bool) -> str | None:
-    """The field a validation error is about, as the client wrote it (``messages.1.tool_call_id``):
-    pydantic's path without the names of union members it tried (``int``, ``tool``)."""
-    parts, node = [], data
-    for number, part in enumerate(loc):
-        present = isinstance(node, dict) and part in node
-        present = present or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node))
-        if present:
-            node = node[part]
-        elif not (missing and number == len(loc) - 1):  # a required field the client left out is named
-            continue
-        parts.append(str(part))
-    return ".".join(parts) or None
-
-
 def create_app(
     registry: ModelRegistry,
     *,
@@ -292,11 +213,11 @@ def create_app(
         if refusal := refused(request):
             return refusal
         try:
-            chat_request = _parse(await _read_body(request, limits))
-        except _Refused as refusal:
+            chat_request = parse(await read_body(request, limits))
+        except Refused as refusal:
             return _error(refusal.status, str(refusal), kind="invalid_request_error", param=refusal.param,
                           code=refusal.code)  # fmt: skip
-        except _ClientGone:
+        except ClientDisconnect:
             return Response(status_code=499)
         name = log.model = chat_request.model
         log.asked(chat_request)

@@ -1,4 +1,5 @@
-"""The one validation model of ``POST /v1/chat/completions``: every field MoA reads, typed strictly.
+"""What reaches ``POST /v1/chat/completions``: the body read within bounds, and the one validation model
+that checks every field MoA reads, typed strictly.
 
 Whatever reaches the server is untrusted, so a request is checked by this model alone, before any
 model runs, and refused with OpenAI's 400 naming the field: a string where a boolean belongs
@@ -11,7 +12,9 @@ does not know are ignored, as OpenAI-compatible servers do with vendor options.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import (
@@ -29,14 +32,16 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from starlette.requests import Request
 
 from langchain_moa.options import per_request_options
 from langchain_moa.server.signing import ProposalSigner
 
-__all__ = ["ChatRequest", "ResponseFormat", "ToolSpec"]
+__all__ = ["ChatRequest", "Limits", "Refused", "ResponseFormat", "ToolSpec", "parse", "read_body"]
 
 Tokens = Annotated[StrictInt, Field(ge=1)]
 Number = StrictInt | StrictFloat
@@ -270,3 +275,82 @@ class ChatRequest(_Strict):
         if self.parallel_tool_calls is not None:
             kwargs["parallel_tool_calls"] = self.parallel_tool_calls
         return kwargs
+
+
+# -- what reaches the server, before it is a request --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost the server before any model runs, and who may call it from a page."""
+
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Larger bodies are refused with 413 before they are read whole."""
+    body_timeout: float = 30.0
+    """Seconds a client may take to send its body; a slower one gets 408."""
+    cors_origins: tuple[str, ...] = ()
+    """Web origins allowed to call the server from a page (none: no CORS headers at all)."""
+    log_content: bool = False
+    """Log each request's messages and answer too (never by default)."""
+
+
+class Refused(Exception):
+    """A request refused before it ran: its status and OpenAI error."""
+
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.param, self.code = status, param, code
+
+
+async def read_body(request: Request, limits: Limits) -> bytes:
+    """The body, if it is JSON, at most ``max_body_bytes`` and sent within ``body_timeout``
+    (``Refused`` otherwise; Starlette's ``ClientDisconnect`` if the client leaves while sending it)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":  # a web page cannot send this without the CORS preflight
+        raise Refused(415, f"Content-Type must be application/json, got {media_type or 'none'!r}",
+                       code="unsupported_media_type")  # fmt: skip
+    too_large = Refused(413, f"the body is larger than the server's limit of {limits.max_body_bytes} bytes",
+                         code="request_too_large")  # fmt: skip
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise too_large
+    body = bytearray()
+    try:
+        async with asyncio.timeout(limits.body_timeout):
+            async for part in request.stream():
+                body += part
+                if len(body) > limits.max_body_bytes:
+                    raise too_large
+    except TimeoutError:
+        raise Refused(408, f"the body did not arrive within {limits.body_timeout}s",
+                       code="request_timeout") from None  # fmt: skip
+    return bytes(body)
+
+
+def parse(body: bytes) -> ChatRequest:
+    """The request, checked by its one model (JSON syntax, UTF-8 and nesting depth included)."""
+    try:
+        return ChatRequest.model_validate_json(body)
+    except ValidationError as error:
+        problem = error.errors(include_url=False)[0]
+        if problem["type"] == "json_invalid":
+            raise Refused(400, f"the body is not valid JSON: {problem['msg']}") from None
+        param = _param(problem["loc"], json.loads(body), missing=problem["type"] == "missing")
+        raise Refused(400, f"{param or 'the body'}: {problem['msg']}", param=param) from None
+
+
+def _param(loc: tuple[int | str, ...], data: Any, *, missing: bool) -> str | None:
+    """The field a validation error is about, as the client wrote it (``messages.1.tool_call_id``):
+    pydantic's path without the names of union members it tried (``int``, ``tool``)."""
+    parts, node = [], data
+    for number, part in enumerate(loc):
+        present = isinstance(node, dict) and part in node
+        present = present or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node))
+        if present:
+            node = node[part]
+        elif not (missing and number == len(loc) - 1):  # a required field the client left out is named
+            continue
+        parts.append(str(part))
+    return ".".join(parts) or None
