@@ -136,7 +136,8 @@ def test_the_assistant_form_is_typed_from_the_moa_options(client: SyncLangGraphC
         "max_tokens",
         "proposal_quorum",
     } <= set(properties)
-    assert "Token limit of every proposer and aggregator answer" in properties["max_tokens"]["description"]
+    assert "Token limit of the aggregator's answer" in properties["max_tokens"]["description"]
+    assert "staircase" in properties and "proposer_max_tokens" in properties
 
 
 def test_a_bad_configuration_fails_the_run_with_the_value_named(client: SyncLangGraphClient) -> None:
