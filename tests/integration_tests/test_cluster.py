@@ -1,0 +1,206 @@
+"""The MoA graph on an Agent Server cluster: Postgres, Redis and two workers (``deploy/cluster.py``).
+
+The cluster runs in its own environment (``.venv-cluster``, ``pip install -e ".[cluster]"``, built here
+when missing): the open Postgres runtime pins LangGraph's server to a release older than the one
+``langgraph dev`` uses in the test environment, and one environment cannot hold both.
+
+The models are a simulated OpenAI-compatible endpoint on localhost, named in a MoA configuration file
+that the cluster's operator gives every worker (``MOA_CONFIG``): a path no request can set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph_sdk import get_client
+
+from tests.openai_endpoints import Endpoint, start_endpoint
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "deploy" / "cluster.py"
+CLUSTER_VENV = ROOT / ".venv-cluster"
+HEARTBEAT = 1.0  # a killed worker's runs are retried about 2 s after its last heartbeat
+JOBS_PER_WORKER = 5  # ten runs at once fill both workers
+
+
+def _cluster_python() -> str:
+    python = CLUSTER_VENV / "bin" / "python"
+    if not (CLUSTER_VENV / "bin" / "langhost").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(CLUSTER_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[cluster]"], check=True)
+    return str(python)
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` free loopback ports; the workers' two are consecutive, as the script numbers them."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            first = s.getsockname()[1]
+        ports = list(range(first, first + count))
+        if ports[-1] < 65536 and not any(_taken(p) for p in ports):
+            return ports
+
+
+def _taken(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _cluster(python: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([python, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+class Cluster:
+    def __init__(self, python: str, directory: Path, moa_config: Path, env: dict[str, str]) -> None:
+        self.python, self.dir, self.moa_config, self.env = python, directory, moa_config, env
+        self.pg_port, self.redis_port, self.port, _ = _free_ports(4)
+
+    def up(self) -> None:
+        done = _cluster(self.python, "up", "--dir", str(self.dir), "--port", str(self.port),
+                        "--pg-port", str(self.pg_port), "--redis-port", str(self.redis_port),
+                        "--moa-config", str(self.moa_config), "--heartbeat", str(HEARTBEAT),
+                        "--jobs-per-worker", str(JOBS_PER_WORKER), env=self.env)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    def down(self) -> None:
+        done = _cluster(self.python, "down", "--dir", str(self.dir))
+        assert done.returncode == 0, done.stderr
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return json.loads((self.dir / "cluster.json").read_text())
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.state["worker_ports"]]
+
+    def runs(self, worker: int, event: str = "Starting background run") -> list[tuple[str, int]]:
+        """(run id, attempt) of each ``event`` in worker ``worker``'s (1 or 2) JSON log."""
+        found = []
+        for line in (self.dir / "logs" / f"worker-{worker}.log").read_text().splitlines():
+            if line.startswith("{") and f'"{event}"' in line:
+                record = json.loads(line)
+                found.append((record["run_id"], int(record["run_attempt"])))
+        return found
+
+    def running_on(self, worker: int) -> set[str]:
+        return {run for run, _ in self.runs(worker)} - {run for run, _ in self.runs(worker, "Background run succeeded")}
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[Endpoint]:
+    # Each call streams 30 words 0.03 s apart: a run (two layers, then the aggregator) takes ~3 s.
+    endpoint = start_endpoint(" ".join(["word"] * 30), token_delay=0.03)
+    yield endpoint
+    endpoint.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(endpoint: Endpoint) -> Iterator[Cluster]:
+    python = _cluster_python()
+    directory = Path(tempfile.mkdtemp(prefix="moa-cluster-"))
+    directory.chmod(0o755)  # under root, Postgres runs as the postgres user, who must reach its folder
+    model = f'provider = "openai"\nmodel = "m"\nbase_url = "{endpoint.url}"\napi_key_env = "SIM_KEY"\nstreaming = true\n'
+    moa_config = directory / "moa.toml"
+    proposers = "".join(f"[[proposers]]\n{model}\n" for _ in range(4))
+    moa_config.write_text(f"layers = 2\nmax_tokens = 64\n\n{proposers}[aggregator]\n{model}")
+    cluster = Cluster(python, directory / "cluster", moa_config, {**os.environ, "SIM_KEY": endpoint.key})
+    cluster.up()
+    yield cluster
+    cluster.down()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _question(thread: int, turn: int) -> str:
+    return f"thread {thread} turn {turn}: what is MoA?"
+
+
+async def _twenty_runs(urls: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Ten threads, two runs each, all at once; each thread's second run waits for its first."""
+    clients = [get_client(url=url) for url in urls]
+    threads = [await clients[i % len(clients)].threads.create() for i in range(10)]
+    runs = []
+    for turn in (1, 2):
+        for i, thread in enumerate(threads):
+            client = clients[(i + turn) % len(clients)]  # every worker takes requests
+            runs.append(await client.runs.create(
+                thread["thread_id"], "moa", input={"messages": [{"role": "user", "content": _question(i, turn)}]},
+                multitask_strategy="enqueue",
+            ))  # fmt: skip
+    return [t["thread_id"] for t in threads], runs
+
+
+async def _finish(url: str, threads: list[str], runs: list[dict[str, Any]], timeout: float = 120) -> list[str]:
+    client = get_client(url=url)
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = [(await client.runs.get(r["thread_id"], r["run_id"]))["status"] for r in runs]
+        if all(s not in ("pending", "running") for s in statuses) or time.monotonic() > deadline:
+            return statuses
+        await asyncio.sleep(0.5)
+
+
+async def _histories(url: str, threads: list[str]) -> list[list[tuple[str, str]]]:
+    client = get_client(url=url)
+    histories = []
+    for thread in threads:
+        messages = (await client.threads.get_state(thread))["values"]["messages"]
+        histories.append([(m["type"], m["content"] if m["type"] == "human" else "") for m in messages])
+    return histories
+
+
+def _expected(i: int) -> list[tuple[str, str]]:
+    return [("human", _question(i, 1)), ("ai", ""), ("human", _question(i, 2)), ("ai", "")]
+
+
+def test_twenty_runs_on_ten_threads_spread_over_two_workers(cluster: Cluster) -> None:
+    threads, runs = asyncio.run(_twenty_runs(cluster.urls))
+    statuses = asyncio.run(_finish(cluster.urls[0], threads, runs))
+    assert statuses == ["success"] * 20
+    assert asyncio.run(_histories(cluster.urls[1], threads)) == [_expected(i) for i in range(10)]
+    ours = {r["run_id"] for r in runs}
+    by_worker = [{run for run, _ in cluster.runs(w)} & ours for w in (1, 2)]
+    assert by_worker[0] and by_worker[1], f"one worker ran everything: {[len(b) for b in by_worker]}"
+    assert by_worker[0] | by_worker[1] == ours
+
+
+def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(cluster: Cluster) -> None:
+    threads, runs = asyncio.run(_twenty_runs(cluster.urls))
+    ours = {r["run_id"] for r in runs}
+    deadline = time.monotonic() + 30
+    while len(cluster.running_on(1) & ours) < 3:  # worker 1 is in the middle of several runs
+        assert time.monotonic() < deadline, "worker 1 never ran three of the runs at once"
+        time.sleep(0.05)
+    os.killpg(cluster.state["worker_pids"][0], signal.SIGKILL)
+    in_flight = cluster.running_on(1) & ours
+
+    statuses = asyncio.run(_finish(cluster.urls[1], threads, runs))
+    retried = {run for run, attempt in cluster.runs(2) if attempt > 1} & ours
+    print(f"\ncrash: runs started 20, in flight on the killed worker {len(in_flight)}, retried {len(retried)}, "
+          f"finished {statuses.count('success')}, failed {20 - statuses.count('success')}")  # fmt: skip
+    assert statuses == ["success"] * 20
+    assert retried, "no run of the killed worker was retried"
+    assert retried == in_flight
+    assert asyncio.run(_histories(cluster.urls[1], threads)) == [_expected(i) for i in range(10)]
+
+    # A full restart of both workers, Redis and the database: every thread's history is still there.
+    cluster.down()
+    assert not any(_taken(p) for p in (cluster.pg_port, cluster.redis_port, cluster.port, cluster.port + 1))
+    cluster.up()
+    assert asyncio.run(_histories(cluster.urls[0], threads)) == [_expected(i) for i in range(10)]
