@@ -85,11 +85,20 @@ def echo_app() -> Any:
     return app
 
 
-def serve(kind: str, port: int) -> None:
+def serve(kind: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
-    app = moa_app() if kind == "moa" else echo_app()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    # An import string, as `moa serve --workers` gives uvicorn: each worker process builds its own app.
+    uvicorn.run(f"server:{kind}_app", factory=True, app_dir=str(Path(__file__).parent), host="127.0.0.1",
+                port=port, workers=workers, log_level="warning")  # fmt: skip
+
+
+def start(kind: str, workers: int = 1) -> tuple[subprocess.Popen[bytes], int]:
+    """A server of ``kind`` (``moa`` or ``echo``) with ``workers`` processes, once it listens: (process, port)."""
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, __file__, "serve", kind, str(port), str(workers)])
+    _wait(port)
+    return server, port
 
 
 def _rss_mib(pid: int) -> float:
@@ -99,7 +108,7 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def _wrk(port: int, clients: int, seconds: int) -> dict[str, Any]:
+def wrk(port: int, clients: int, seconds: int) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT % json.dumps(BODY))
     threads = min(2, clients)
@@ -117,16 +126,14 @@ def _wrk(port: int, clients: int, seconds: int) -> dict[str, Any]:
 def load(seconds: int, requests_for_memory: int = 20_000) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for kind in ("echo", "moa"):
-        port = _free_port()
-        server = subprocess.Popen([sys.executable, __file__, "serve", kind, str(port)])
+        server, port = start(kind)
         try:
-            _wait(port)
-            _wrk(port, 10, 2)  # warm up
+            wrk(port, 10, 2)  # warm up
             before = _rss_mib(server.pid)
-            levels = {clients: _wrk(port, clients, seconds) for clients in (1, 50, 500)}
+            levels = {clients: wrk(port, clients, seconds) for clients in (1, 50, 500)}
             served = sum(level["requests"] for level in levels.values())
             while served < requests_for_memory:  # memory is read after at least this many requests
-                served += _wrk(port, 50, 5)["requests"]
+                served += wrk(port, 50, 5)["requests"]
             results[kind] = {"levels": levels, "rss_before_mib": before, "rss_after_mib": _rss_mib(server.pid),
                              "requests_served": served}  # fmt: skip
         finally:
@@ -174,7 +181,7 @@ async def drops(clients: int = 200) -> dict[str, int]:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
-        serve(sys.argv[2], int(sys.argv[3]))
+        serve(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
         return
     results = {"load": load(seconds=10), "drops": asyncio.run(drops())}
     print(json.dumps(results["drops"]))

@@ -234,8 +234,7 @@ def up(args: argparse.Namespace) -> Cluster:
     env = dict(os.environ)
     if args.moa_config:
         env["MOA_CONFIG"] = str(Path(args.moa_config).resolve())
-    if args.jobs_per_worker:
-        env["N_JOBS_PER_WORKER"] = str(args.jobs_per_worker)
+    env["N_JOBS_PER_WORKER"] = str(args.jobs_per_worker)
     if args.heartbeat:
         env["LG_BG_JOB_HEARTBEAT"] = str(args.heartbeat)
     logs = directory / "logs"
@@ -301,7 +300,8 @@ def _parser() -> argparse.ArgumentParser:
     up_.add_argument("--pg-port", type=int, default=5433)
     up_.add_argument("--redis-port", type=int, default=6380)
     up_.add_argument("--moa-config", help="a MoA configuration file (TOML) every run starts from")
-    up_.add_argument("--jobs-per-worker", type=int, help="runs one worker executes at once (default 10)")
+    # langhost's own default is 1 run at a time; 10 is LangGraph's (and `langgraph dev`'s).
+    up_.add_argument("--jobs-per-worker", type=int, default=10, help="runs one worker executes at once")
     up_.add_argument("--heartbeat", type=float,
                      help="seconds between a run's heartbeats; a run silent for twice as long is retried "
                           "elsewhere (default 120)")  # fmt: skip

@@ -100,7 +100,8 @@ class Cluster:
         return found
 
     def running_on(self, worker: int) -> set[str]:
-        return {run for run, _ in self.runs(worker)} - {run for run, _ in self.runs(worker, "Background run succeeded")}
+        finished = {run for run, _ in self.runs(worker, "Background run succeeded")}
+        return {run for run, _ in self.runs(worker)} - finished
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,7 @@ async def _twenty_runs(urls: list[str]) -> tuple[list[str], list[dict[str, Any]]
     return [t["thread_id"] for t in threads], runs
 
 
-async def _finish(url: str, threads: list[str], runs: list[dict[str, Any]], timeout: float = 120) -> list[str]:
+async def _finish(url: str, runs: list[dict[str, Any]], timeout: float = 120) -> list[str]:
     client = get_client(url=url)
     deadline = time.monotonic() + timeout
     while True:
@@ -169,9 +170,29 @@ def _expected(i: int) -> list[tuple[str, str]]:
     return [("human", _question(i, 1)), ("ai", ""), ("human", _question(i, 2)), ("ai", "")]
 
 
+def _lost_and_duplicated(histories: list[list[tuple[str, str]]]) -> tuple[int, int]:
+    """Messages missing from, and messages beyond, each thread's two questions with one answer each."""
+    lost = duplicated = 0
+    for i, history in enumerate(histories):
+        for expected in set(_expected(i)):
+            want, have = _expected(i).count(expected), history.count(expected)
+            lost += max(0, want - have)
+            duplicated += max(0, have - want)
+        duplicated += len([m for m in history if m not in _expected(i)])
+    return lost, duplicated
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
 def test_twenty_runs_on_ten_threads_spread_over_two_workers(cluster: Cluster) -> None:
     threads, runs = asyncio.run(_twenty_runs(cluster.urls))
-    statuses = asyncio.run(_finish(cluster.urls[0], threads, runs))
+    statuses = asyncio.run(_finish(cluster.urls[0], runs))
     assert statuses == ["success"] * 20
     assert asyncio.run(_histories(cluster.urls[1], threads)) == [_expected(i) for i in range(10)]
     ours = {r["run_id"] for r in runs}
@@ -190,17 +211,54 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(cluster: Cluster) 
     os.killpg(cluster.state["worker_pids"][0], signal.SIGKILL)
     in_flight = cluster.running_on(1) & ours
 
-    statuses = asyncio.run(_finish(cluster.urls[1], threads, runs))
+    statuses = asyncio.run(_finish(cluster.urls[1], runs))
     retried = {run for run, attempt in cluster.runs(2) if attempt > 1} & ours
+    histories = asyncio.run(_histories(cluster.urls[1], threads))
+    lost, duplicated = _lost_and_duplicated(histories)
     print(f"\ncrash: runs started 20, in flight on the killed worker {len(in_flight)}, retried {len(retried)}, "
-          f"finished {statuses.count('success')}, failed {20 - statuses.count('success')}")  # fmt: skip
+          f"finished {statuses.count('success')}, failed {20 - statuses.count('success')}, "
+          f"messages lost {lost}, duplicated {duplicated}")  # fmt: skip
     assert statuses == ["success"] * 20
     assert retried, "no run of the killed worker was retried"
     assert retried == in_flight
-    assert asyncio.run(_histories(cluster.urls[1], threads)) == [_expected(i) for i in range(10)]
+    assert (lost, duplicated) == (0, 0)
+    assert histories == [_expected(i) for i in range(10)]
 
     # A full restart of both workers, Redis and the database: every thread's history is still there.
+    postgres = int((cluster.dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    redis = int((cluster.dir / "redis" / "redis.pid").read_text())
+    processes = [*cluster.state["worker_pids"], redis, postgres]
     cluster.down()
+    assert not [pid for pid in processes if _alive(pid)], "down left processes running"
     assert not any(_taken(p) for p in (cluster.pg_port, cluster.redis_port, cluster.port, cluster.port + 1))
     cluster.up()
     assert asyncio.run(_histories(cluster.urls[0], threads)) == [_expected(i) for i in range(10)]
+
+
+def test_up_refuses_a_taken_port_naming_it_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    pg, redis, worker = _free_ports(3)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", redis))
+        taken.listen()
+        done = _cluster(sys.executable, "up", "--dir", str(tmp_path / "c"), "--pg-port", str(pg),
+                        "--redis-port", str(redis), "--port", str(worker))  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr == f"cluster: error: port {redis} for Redis (--redis-port) is taken: choose another\n"
+    assert not (tmp_path / "c" / "cluster.json").exists()
+    assert not _taken(pg)
+
+
+@pytest.mark.parametrize("unreachable", ["Postgres", "Redis"])
+def test_a_worker_that_cannot_reach_postgres_or_redis_says_so_and_exits_non_zero(unreachable: str) -> None:
+    closed, listening = _free_ports(2)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", listening))
+        other.listen()
+        pg, redis = (closed, listening) if unreachable == "Postgres" else (listening, closed)
+        done = _cluster(sys.executable, "worker", "--database-uri", f"postgresql://moa@127.0.0.1:{pg}/moa",
+                        "--redis-uri", f"redis://127.0.0.1:{redis}/0")  # fmt: skip
+    variable = {"Postgres": "DATABASE_URI", "Redis": "REDIS_URI"}[unreachable]
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"cluster: error: cannot reach {unreachable} at 127.0.0.1:{closed} ({variable}): Connection refused\n"
+    )
