@@ -12,6 +12,7 @@ Scripted models answer at once everywhere, so what is measured is the servers an
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import shutil
@@ -61,26 +62,25 @@ async def _runs(urls: list[str], clients: int, seconds: float) -> dict[str, Any]
     """``clients`` loops, each waiting for one stateless run after another, spread over ``urls``."""
     sdks = [get_client(url=url, timeout=120) for url in urls]
     latencies: list[float] = []
-    errors = 0
+    errors: collections.Counter[str] = collections.Counter()
     stop = time.monotonic() + seconds
 
     async def loop(i: int) -> None:
-        nonlocal errors
         while time.monotonic() < stop:
             started = time.perf_counter()
             try:
                 values = await sdks[i % len(sdks)].runs.wait(None, "moa", input=INPUT)
                 assert isinstance(values, dict) and len(values["messages"]) == 2, values
                 latencies.append(time.perf_counter() - started)
-            except Exception:
-                errors += 1
+            except Exception as error:  # counted by kind, and the run goes on
+                errors[f"{type(error).__name__}: {str(error)[:120]}"] += 1
 
     began = time.monotonic()
     await asyncio.gather(*(loop(i) for i in range(clients)))
     elapsed = time.monotonic() - began
     cut = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else [float("nan")] * 19
     return {"runs": len(latencies), "runs_per_s": len(latencies) / elapsed, "p50_ms": 1000 * statistics.median(latencies),
-            "p95_ms": 1000 * cut[18], "errors": errors}  # fmt: skip
+            "p95_ms": 1000 * cut[18], "errors": sum(errors.values()), "error_kinds": dict(errors)}  # fmt: skip
 
 
 def _wait_ok(url: str, process: subprocess.Popen[Any]) -> None:
@@ -176,6 +176,12 @@ def report(results: dict[str, Any]) -> str:
         "server; the Agent Server is `deploy/cluster.py` (langgraph-api on langgraph-runtime-pg, Postgres "
         f"and Redis on this machine). Each server process runs at most {JOBS_PER_WORKER} runs at once.\n\n"
         + _table(["server", "clients", "runs/s", "p50 ms", "p95 ms", "errors"], agent_rows)
+        + "".join(
+            f"\n\nErrors of {r['setup']} at {r['clients']} clients: "
+            + "; ".join(f"{count} x `{kind}`" for kind, count in r["error_kinds"].items())
+            for r in results["agent_servers"]
+            if r["errors"]
+        )
         + "\n\n## A worker killed mid-run\n\n`test_a_worker_killed_mid_run_loses_and_duplicates_nothing`: "
         "two workers (5 runs at once each), ten threads with two runs each (the second enqueued behind the "
         "first), models on a simulated endpoint that stream for about a second per call; worker 1 gets "
