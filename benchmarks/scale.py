@@ -59,18 +59,22 @@ def moa_serve(seconds: int) -> list[dict[str, Any]]:
 
 
 async def _runs(urls: list[str], clients: int, seconds: float) -> dict[str, Any]:
-    """``clients`` loops, each waiting for one stateless run after another, spread over ``urls``."""
+    """``clients`` conversations, spread over ``urls``: each waits for one run on its thread after another."""
     sdks = [get_client(url=url, timeout=120) for url in urls]
     latencies: list[float] = []
     errors: collections.Counter[str] = collections.Counter()
     stop = time.monotonic() + seconds
 
     async def loop(i: int) -> None:
+        sdk = sdks[i % len(sdks)]
+        thread = (await sdk.threads.create())["thread_id"]
+        turns = 0
         while time.monotonic() < stop:
             started = time.perf_counter()
             try:
-                values = await sdks[i % len(sdks)].runs.wait(None, "moa", input=INPUT)
-                assert isinstance(values, dict) and len(values["messages"]) == 2, values
+                values = await sdk.runs.wait(thread, "moa", input=INPUT)
+                turns += 1
+                assert isinstance(values, dict) and len(values["messages"]) == 2 * turns, values
                 latencies.append(time.perf_counter() - started)
             except Exception as error:  # counted by kind, and the run goes on
                 errors[f"{type(error).__name__}: {str(error)[:120]}"] += 1
@@ -170,8 +174,8 @@ def report(results: dict[str, Any]) -> str:
         "completion of the same shape, each with 1 and 2 uvicorn worker processes behind one port.\n\n"
         + _table(["app", "workers", "clients", "requests/s", "p50 ms", "p95 ms", "errors"], serve_rows)
         + "\n\n## The MoA graph on an Agent Server\n\n4 scripted proposers, 2 layers and the aggregator "
-        f"(`benchmarks/scripted/`); each client waits for one stateless run after another for {results['seconds']} s "
-        '(`client.runs.wait(None, "moa", ...)` from the official SDK; with 2 workers the clients alternate '
+        f"(`benchmarks/scripted/`); each client is a conversation on a thread of its own, one turn after another for {results['seconds']} s "
+        '(`client.runs.wait(thread_id, "moa", ...)` from the official SDK, the answer checked; with 2 workers the clients alternate '
         "between the two ports, as behind a load balancer). `langgraph dev` is the in-memory development "
         "server; the Agent Server is `deploy/cluster.py` (langgraph-api on langgraph-runtime-pg, Postgres "
         f"and Redis on this machine). Each server process runs at most {JOBS_PER_WORKER} runs at once.\n\n"
