@@ -280,10 +280,9 @@ def down(directory: Path) -> None:
         with contextlib.suppress(ValueError):
             _stop_group(int(redis_pid.read_text()))
         redis_pid.unlink(missing_ok=True)
-    data = Path(cluster.dir) / "postgres"
-    if (data / "postmaster.pid").exists():
-        _run([*_as_postgres_user(), _postgres_program("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-             "stopping Postgres")  # fmt: skip
+    pg_ctl = [*_as_postgres_user(), _postgres_program("pg_ctl"), "-D", str(Path(cluster.dir) / "postgres")]
+    if subprocess.run([*pg_ctl, "status"], capture_output=True).returncode == 0:  # not after a reboot, say
+        _run([*pg_ctl, "-m", "fast", "-w", "stop"], "stopping Postgres")
     (Path(cluster.dir) / STATE).unlink()
 
 
