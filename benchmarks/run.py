@@ -351,7 +351,9 @@ async def measure(args: argparse.Namespace) -> str:
     quick = args.quick
     sections = [f"# Benchmarks\n\nMeasured {time.strftime('%Y-%m-%d')} on {machine()}.\n"
                 f"Reproduce with `python benchmarks/run.py{' --local' if args.local else ''}`"
-                f"{' (this was a --quick run: too small to read anything from)' if quick else ''}.\n"]  # fmt: skip
+                f"{' (this was a --quick run: too small to read anything from)' if quick else ''}. "
+                "Past one process (`moa serve --workers`, the Agent Server on Postgres and Redis, a killed "
+                "worker): [SCALE.md](SCALE.md), from `benchmarks/scale.py`.\n"]  # fmt: skip
     print("engine side by side ...")
     n, layers = 6, 3
     instant = await engine.side_by_side(

@@ -29,7 +29,7 @@ from langgraph_sdk import get_client
 
 from tests.openai_endpoints import Endpoint, start_endpoint
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.timeout(900)]  # the first builds .venv-cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "cluster.py"
