@@ -29,7 +29,8 @@ from langgraph_sdk import get_client
 
 from tests.openai_endpoints import Endpoint, start_endpoint
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.timeout(900)]  # the first builds .venv-cluster
+# The first test builds .venv-cluster when it is missing: minutes, on a new machine.
+pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "cluster.py"
