@@ -33,7 +33,7 @@ ROOT = HERE.parent
 SCRIPTED = HERE / "scripted" / "langgraph.json"  # 4 scripted proposers, 2 layers
 CLUSTER_PYTHON = ROOT / ".venv-cluster" / "bin" / "python"
 JOBS_PER_WORKER = 10  # runs one server process executes at once, the same everywhere
-INPUT = {"messages": [{"role": "user", "content": "Why is the sky blue?"}]}
+INPUT: dict[str, Any] = {"messages": [{"role": "user", "content": "Why is the sky blue?"}]}
 
 
 def _cores() -> int:
@@ -74,7 +74,7 @@ async def _runs(urls: list[str], clients: int, seconds: float) -> dict[str, Any]
             try:
                 values = await sdk.runs.wait(thread, "moa", input=INPUT)
                 turns += 1
-                if len(values.get("messages", [])) != 2 * turns:
+                if not isinstance(values, dict) or len(values.get("messages", [])) != 2 * turns:
                     errors["runs.wait returned without the run's answer"] += 1
                     continue
                 latencies.append(time.perf_counter() - started)

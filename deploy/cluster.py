@@ -328,11 +328,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "down":
             down(directory)
             print(f"down: nothing of {directory} runs")
-        elif (cluster := Cluster.load(directory)) is None:
+        elif (running := Cluster.load(directory)) is None:
             print(f"no cluster of {directory} is up")
         else:
-            print(json.dumps(asdict(cluster) | {"urls": cluster.urls, "database_uri": cluster.database_uri,
-                                                "redis_uri": cluster.redis_uri}, indent=2))  # fmt: skip
+            print(json.dumps(asdict(running) | {"urls": running.urls, "database_uri": running.database_uri,
+                                                "redis_uri": running.redis_uri}, indent=2))  # fmt: skip
     except ClusterError as error:
         print(f"cluster: error: {error}", file=sys.stderr)
         return 1

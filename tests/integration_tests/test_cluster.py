@@ -133,7 +133,7 @@ def _question(thread: int, turn: int) -> str:
     return f"thread {thread} turn {turn}: what is MoA?"
 
 
-async def _twenty_runs(urls: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
+async def _twenty_runs(urls: list[str]) -> tuple[list[str], list[Any]]:
     """Ten threads, two runs each, all at once; each thread's second run waits for its first."""
     clients = [get_client(url=url) for url in urls]
     threads = [await clients[i % len(clients)].threads.create() for i in range(10)]
@@ -141,18 +141,17 @@ async def _twenty_runs(urls: list[str]) -> tuple[list[str], list[dict[str, Any]]
     for turn in (1, 2):
         for i, thread in enumerate(threads):
             client = clients[(i + turn) % len(clients)]  # every worker takes requests
-            runs.append(await client.runs.create(
-                thread["thread_id"], "moa", input={"messages": [{"role": "user", "content": _question(i, turn)}]},
-                multitask_strategy="enqueue",
-            ))  # fmt: skip
+            question: dict[str, Any] = {"messages": [{"role": "user", "content": _question(i, turn)}]}
+            runs.append(await client.runs.create(thread["thread_id"], "moa", input=question,
+                                                 multitask_strategy="enqueue"))  # fmt: skip
     return [t["thread_id"] for t in threads], runs
 
 
-async def _finish(url: str, runs: list[dict[str, Any]], timeout: float = 120) -> list[str]:
+async def _finish(url: str, runs: list[Any], timeout: float = 120) -> list[str]:
     client = get_client(url=url)
     deadline = time.monotonic() + timeout
     while True:
-        statuses = [(await client.runs.get(r["thread_id"], r["run_id"]))["status"] for r in runs]
+        statuses: list[str] = [(await client.runs.get(r["thread_id"], r["run_id"]))["status"] for r in runs]
         if all(s not in ("pending", "running") for s in statuses) or time.monotonic() > deadline:
             return statuses
         await asyncio.sleep(0.5)
@@ -162,7 +161,9 @@ async def _histories(url: str, threads: list[str]) -> list[list[tuple[str, str]]
     client = get_client(url=url)
     histories = []
     for thread in threads:
-        messages = (await client.threads.get_state(thread))["values"]["messages"]
+        values = (await client.threads.get_state(thread))["values"]
+        assert isinstance(values, dict), values
+        messages = values["messages"]
         histories.append([(m["type"], m["content"] if m["type"] == "human" else "") for m in messages])
     return histories
 
