@@ -201,6 +201,10 @@ def test_twenty_runs_on_ten_threads_spread_over_two_workers(cluster: Cluster) ->
     by_worker = [{run for run, _ in cluster.runs(w)} & ours for w in (1, 2)]
     assert by_worker[0] and by_worker[1], f"one worker ran everything: {[len(b) for b in by_worker]}"
     assert by_worker[0] | by_worker[1] == ours
+    key = cluster.env["SIM_KEY"]  # the models' key reached the workers, and no log holds it
+    assert not [
+        log.name for log in (cluster.dir / "logs").iterdir() if key in log.read_text(errors="replace")
+    ]
 
 
 def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(cluster: Cluster) -> None:
