@@ -119,7 +119,7 @@ def agent_servers(seconds: float) -> list[dict[str, Any]]:
             rows.append({"setup": setup, "clients": clients, **asyncio.run(_runs(urls, clients, seconds))})
             print(rows[-1], flush=True)
 
-    port = server._free_port()
+    port = server.free_port()
     dev = subprocess.Popen(
         [str(Path(sys.executable).with_name("langgraph")), "dev", "--config", str(SCRIPTED), "--port", str(port),
          "--no-browser", "--no-reload", "--n-jobs-per-worker", str(JOBS_PER_WORKER)],
@@ -135,7 +135,7 @@ def agent_servers(seconds: float) -> list[dict[str, Any]]:
         directory = Path(tempfile.mkdtemp(prefix="moa-scale-"))
         directory.chmod(0o755)  # under root, Postgres runs as the postgres user
         script = [str(CLUSTER_PYTHON), str(ROOT / "deploy" / "cluster.py")]
-        first, pg, redis = server._free_port(), server._free_port(), server._free_port()
+        first, pg, redis = server.free_port(), server.free_port(), server.free_port()
         subprocess.run([*script, "up", "--dir", str(directory), "--workers", str(workers), "--config", str(SCRIPTED),
                         "--port", str(first), "--pg-port", str(pg), "--redis-port", str(redis),
                         "--jobs-per-worker", str(JOBS_PER_WORKER)], check=True)  # fmt: skip

@@ -40,7 +40,7 @@ end
 """
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -95,7 +95,7 @@ def serve(kind: str, port: int, workers: int = 1) -> None:
 
 def start(kind: str, workers: int = 1) -> tuple[subprocess.Popen[bytes], int]:
     """A server of ``kind`` (``moa`` or ``echo``) with ``workers`` processes, once it listens: (process, port)."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "serve", kind, str(port), str(workers)])
     _wait(port)
     return server, port
@@ -157,7 +157,7 @@ async def drops(clients: int = 200) -> dict[str, int]:
         proposers=[ScriptedChatModel(answer="idea", tally=tally) for _ in range(2)],
         aggregator=ScriptedChatModel(answer=" ".join(["word"] * 400), token_delay=0.02, tally=tally),
     )
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(ModelRegistry({"moa": lambda: moa})), host="127.0.0.1",
                                            port=port, log_level="warning"))  # fmt: skip
     threading.Thread(target=server.run, daemon=True).start()

@@ -69,3 +69,37 @@ def test_the_latency_summary_reads_servebenchs_per_request_times() -> None:
     assert (summary["requests"], summary["failed"]) == (21, 1)
     assert summary["ttft_p50"] == pytest.approx(0.595) and summary["e2e_p95"] == pytest.approx(3.805)
     assert summary["itl_p50"] == pytest.approx(0.025) and summary["itl_p95"] == pytest.approx(0.45)
+
+
+def test_the_scale_report_shows_each_setup_its_errors_and_the_crash_figures() -> None:
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import scale  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    level = {
+        "requests": 10,
+        "seconds": 1.0,
+        "errors": 0,
+        "non2xx": 1,
+        "p50_ms": 5.0,
+        "p95_ms": 9.0,
+        "rps": 10.0,
+    }
+    results = {
+        "date": "2026-11-30", "cores": 2, "seconds": 10, "crash": "runs started 20, retried 5",
+        "moa_serve": [{"app": "moa", "workers": 2, "clients": 50, **level}],
+        "agent_servers": [
+            {"setup": "Agent Server, 2 workers", "clients": 50, "runs": 200, "runs_per_s": 18.94, "p50_ms": 2394.6,
+             "p95_ms": 3051.7, "errors": 3, "error_kinds": {"runs.wait returned without the run's answer": 3},
+             "threads": 50, "incomplete_threads": 0},
+        ],
+    }  # fmt: skip
+    report = scale.report(results)
+    assert "| moa | 2 | 50 | 10 | 5.0 | 9.0 | 1 |" in report  # a non-2xx answer counts as an error
+    assert "| Agent Server, 2 workers | 50 | 18.9 | 2395 | 3052 | 3 | 0 of 50 |" in report
+    assert (
+        "Errors of Agent Server, 2 workers at 50 clients: 3 x `runs.wait returned without the run's answer`"
+        in report
+    )
+    assert report.rstrip().endswith("Figures of this run: runs started 20, retried 5.")
