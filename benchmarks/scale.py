@@ -95,21 +95,6 @@ async def _runs(urls: list[str], clients: int, seconds: float) -> dict[str, Any]
             "threads": clients, "incomplete_threads": incomplete}  # fmt: skip
 
 
-def _wait_ok(url: str, process: subprocess.Popen[Any]) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the server at {url} exited"
-        try:
-            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"{url} did not start")
-
-
 def agent_servers(seconds: float) -> list[dict[str, Any]]:
     rows = []
 
@@ -126,7 +111,7 @@ def agent_servers(seconds: float) -> list[dict[str, Any]]:
         cwd=SCRIPTED.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
-        _wait_ok(f"http://127.0.0.1:{port}", dev)
+        server.wait_listening(port)
         measure("langgraph dev (in memory, 1 process)", [f"http://127.0.0.1:{port}"])
     finally:
         os.killpg(dev.pid, signal.SIGTERM)

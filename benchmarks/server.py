@@ -46,8 +46,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(port: int) -> None:
-    deadline = time.monotonic() + 60
+def wait_listening(port: int, timeout: float = 120) -> None:
+    """Until something listens on ``port`` (uvicorn opens it once its app has started)."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -97,7 +98,7 @@ def start(kind: str, workers: int = 1) -> tuple[subprocess.Popen[bytes], int]:
     """A server of ``kind`` (``moa`` or ``echo``) with ``workers`` processes, once it listens: (process, port)."""
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "serve", kind, str(port), str(workers)])
-    _wait(port)
+    wait_listening(port)
     return server, port
 
 
@@ -161,7 +162,7 @@ async def drops(clients: int = 200) -> dict[str, int]:
     server = uvicorn.Server(uvicorn.Config(create_app(ModelRegistry({"moa": lambda: moa})), host="127.0.0.1",
                                            port=port, log_level="warning"))  # fmt: skip
     threading.Thread(target=server.run, daemon=True).start()
-    _wait(port)
+    wait_listening(port)
 
     async def drop() -> None:
         limits = httpx.Limits(max_connections=clients)
