@@ -201,6 +201,8 @@ def test_twenty_runs_on_ten_threads_spread_over_two_workers(cluster: Cluster) ->
     by_worker = [{run for run, _ in cluster.runs(w)} & ours for w in (1, 2)]
     assert by_worker[0] and by_worker[1], f"one worker ran everything: {[len(b) for b in by_worker]}"
     assert by_worker[0] | by_worker[1] == ours
+    status = json.loads(_cluster(cluster.python, "status", "--dir", str(cluster.dir)).stdout)
+    assert (status["urls"], status["worker_pids"]) == (cluster.urls, cluster.state["worker_pids"])
     key = cluster.env["SIM_KEY"]  # the models' key reached the workers, and no log holds it
     assert not [
         log.name for log in (cluster.dir / "logs").iterdir() if key in log.read_text(errors="replace")
