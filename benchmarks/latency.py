@@ -20,14 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from server import free_port, wait_listening
 
 HERE = Path(__file__).parent
 PROMPTS = [
@@ -51,24 +51,6 @@ SIMULATED: dict[str, tuple[int, dict[str, Any]]] = {
     "3-layer MoA staircase=8": (3, {"staircase": 8}),
     "3-layer MoA staircase=32": (3, {"staircase": 32}),
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(port: int, process: subprocess.Popen[bytes], seconds: float = 600) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server on port {port} exited with {process.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise SystemExit(f"nothing listened on port {port} within {seconds}s")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -163,7 +145,7 @@ def serve_simulated(mock: str, port: int, layers: int, options: dict[str, Any]) 
 
 
 def simulated(args: argparse.Namespace) -> None:
-    mock_port = _free_port()
+    mock_port = free_port()
     mock = subprocess.Popen(
         [str(Path(sys.executable).with_name("servebench")), "mock-server", "--host", "127.0.0.1", "--port", str(mock_port),
          "--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms)],
@@ -175,21 +157,21 @@ def simulated(args: argparse.Namespace) -> None:
         "configurations": {},
     }
     try:
-        _wait_for(mock_port, mock)
+        wait_listening(mock_port, mock, timeout=600)
         url = f"http://127.0.0.1:{mock_port}/v1"
         results["configurations"]["one model alone"] = _levels(
             url, "one-model", users=[1, 16], requests=args.requests, output_len=args.output_len
         )
         print("one model alone", results["configurations"]["one model alone"], flush=True)
         for name, (layers, options) in SIMULATED.items():
-            port = _free_port()
+            port = free_port()
             spec = json.dumps({"layers": layers, "options": options})
             server = subprocess.Popen(
                 [sys.executable, __file__, "serve-simulated", url, str(port), spec],
                 stdout=subprocess.DEVNULL,
             )
             try:
-                _wait_for(port, server)
+                wait_listening(port, server, timeout=600)
                 levels = _levels(f"http://127.0.0.1:{port}/v1", "moa", users=[1, 16],
                                  requests=args.requests, output_len=args.output_len)  # fmt: skip
             finally:
@@ -210,14 +192,14 @@ def local(args: argparse.Namespace) -> None:
         "MoA synthesize": [],
         **{f"MoA staircase={n}": ["--staircase", str(n)] for n in args.staircase},
     }.items():
-        port = _free_port()
+        port = free_port()
         server = subprocess.Popen(
             [str(Path(sys.executable).with_name("moa")), "serve", "--preset", "local", "--port", str(port),
              "--name", "moa", *flags],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            _wait_for(port, server)
+            wait_listening(port, server, timeout=600)
             levels = _levels(f"http://127.0.0.1:{port}/v1", "moa", users=[1],
                              requests=args.requests, output_len=args.output_len)  # fmt: skip
         finally:

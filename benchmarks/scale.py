@@ -27,6 +27,7 @@ from typing import Any
 
 import server
 from langgraph_sdk import get_client
+from run import table  # the reports' one Markdown table
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -111,7 +112,7 @@ def agent_servers(seconds: float) -> list[dict[str, Any]]:
         cwd=SCRIPTED.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
-        server.wait_listening(port)
+        server.wait_listening(port, dev)
         measure("langgraph dev (in memory, 1 process)", [f"http://127.0.0.1:{port}"])
     finally:
         os.killpg(dev.pid, signal.SIGTERM)
@@ -147,11 +148,6 @@ def crash() -> str:
     return line.removeprefix("crash: ")
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def report(results: dict[str, Any]) -> str:
     serve_rows = [[r["app"], str(r["workers"]), str(r["clients"]), f"{r['rps']:.0f}", f"{r['p50_ms']:.1f}",
                    f"{r['p95_ms']:.1f}", str(r["errors"] + r["non2xx"])] for r in results["moa_serve"]]  # fmt: skip
@@ -166,14 +162,14 @@ def report(results: dict[str, Any]) -> str:
         f"{results['seconds']} s per level) with one non-streamed chat request; `moa` is MoA on 2 scripted "
         "proposers and a scripted aggregator, `echo` a bare FastAPI app that reads the same body and returns a "
         "completion of the same shape, each with 1 and 2 uvicorn worker processes behind one port.\n\n"
-        + _table(["app", "workers", "clients", "requests/s", "p50 ms", "p95 ms", "errors"], serve_rows)
+        + table(["app", "workers", "clients", "requests/s", "p50 ms", "p95 ms", "errors"], serve_rows)
         + "\n\n## The MoA graph on an Agent Server\n\n4 scripted proposers, 2 layers and the aggregator "
         f"(`benchmarks/scripted/`); each client is a conversation on a thread of its own, one turn after another for {results['seconds']} s "
         '(`client.runs.wait(thread_id, "moa", ...)` from the official SDK, the answer checked; with 2 workers the clients alternate '
         "between the two ports, as behind a load balancer). `langgraph dev` is the in-memory development "
         "server; the Agent Server is `deploy/cluster.py` (langgraph-api on langgraph-runtime-pg, Postgres "
         f"and Redis on this machine). Each server process runs at most {JOBS_PER_WORKER} runs at once.\n\n"
-        + _table(
+        + table(
             [
                 "server",
                 "clients",

@@ -46,15 +46,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_listening(port: int, timeout: float = 120) -> None:
-    """Until something listens on ``port`` (uvicorn opens it once its app has started)."""
+def wait_listening(port: int, process: subprocess.Popen[Any] | None = None, timeout: float = 120) -> None:
+    """Until something listens on ``port`` (uvicorn opens it once its app has started), or ``process``,
+    the server, exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise SystemExit(f"the server on port {port} exited with {process.returncode}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.1)
-    raise SystemExit(f"nothing listened on {port}")
+    raise SystemExit(f"nothing listened on port {port} within {timeout:g} s")
 
 
 def moa_app() -> Any:
@@ -98,7 +101,7 @@ def start(kind: str, workers: int = 1) -> tuple[subprocess.Popen[bytes], int]:
     """A server of ``kind`` (``moa`` or ``echo``) with ``workers`` processes, once it listens: (process, port)."""
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "serve", kind, str(port), str(workers)])
-    wait_listening(port)
+    wait_listening(port, server)
     return server, port
 
 
