@@ -177,7 +177,9 @@ class ScriptedChatModel(BaseChatModel):
             and _count_tokens(message.text) > limit
         ):
             # As a provider does: the answer stops at its token limit, and says so.
-            message.content = " ".join(message.text.split(" ")[:limit])
+            text = message.text.lstrip(" ")  # a continuation's leading space is not a token
+            lead = message.text[: len(message.text) - len(text)]
+            message.content = lead + " ".join(text.split(" ")[:limit])
             message.response_metadata = {**message.response_metadata, "finish_reason": "length"}
         if self.report_usage and message.usage_metadata is None:
             prompt = " ".join(m.text for m in messages)

@@ -45,7 +45,7 @@ from langchain_moa.fanout import reusable_proposals
 from langchain_moa.models import endpoint_of, model_label
 from langchain_moa.options import MoAOptions
 from langchain_moa.prompts import inject_references
-from langchain_moa.staircase import Staircase, aggregate_in_rounds
+from langchain_moa.staircase import Staircase, aggregate_in_rounds, prefills
 from langchain_moa.state import MoAContext, MoAState, Proposal
 from langchain_moa.tail_latency import Meetings, ProposalCut, TailLatency, within
 
@@ -405,8 +405,8 @@ class AggregatorNode:
         async with within(policy.aggregator_timeout, "aggregator_timeout"):
             chunks, rounds = await aggregate_in_rounds(
                 model, state["messages"], staircase, prompt=options.aggregator_prompt, order=order,
-                min_proposals=options.min_proposals, max_tokens=max_tokens, label=label,
-                slot=policy.limit.slot, config=config, kwargs=kwargs,
+                prefill=prefills(options.staircase_layout, self.model), min_proposals=options.min_proposals,
+                max_tokens=max_tokens, label=label, slot=policy.limit.slot, config=config, kwargs=kwargs,
             )  # fmt: skip
         return chunks, record | {"staircase": rounds}
 

@@ -33,7 +33,10 @@ from langchain_moa.aggregation import STAIRCASE_STRATEGIES, STRATEGIES, Strategy
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.prompts import AGGREGATOR_PROMPT
 
-__all__ = ["MoAOptions", "describe", "option_names", "per_request_options"]
+__all__ = ["STAIRCASE_LAYOUTS", "MoAOptions", "describe", "option_names", "per_request_options"]
+
+STAIRCASE_LAYOUTS = ("auto", "prefill", "turns")
+"""The values of ``staircase_layout``."""
 
 
 def _rule(accepts: Callable[[Any], bool], expected: str, *, none: bool = True) -> BeforeValidator:
@@ -126,6 +129,16 @@ class MoAOptions(BaseModel):
     last layer's proposers stream, the aggregator starts once each has written its first chunk and
     takes in each next round of chunks as it arrives, writing its answer all along. ``None``: the
     aggregator waits for whole proposals (the paper's MoA). See ``langchain_moa.staircase``."""
+    staircase_layout: Annotated[
+        Literal["auto", "prefill", "turns"],
+        _rule(lambda v: v in STAIRCASE_LAYOUTS, "'auto', 'prefill' or 'turns'", none=False),
+    ] = Field(default="auto", json_schema_extra={"per_request": True})
+    """How each staircase round shows the aggregator its answer so far: ``"prefill"`` continues it,
+    ``"turns"`` answers on in a turn of its own, ``"auto"`` is ``"prefill"`` for the embedded local
+    models and ``"turns"`` for any other. With ``"prefill"`` every round is the paper's prompt with the
+    proposals so far, then the answer so far as the last, unfinished assistant message (llama.cpp's
+    server continues it; OpenAI's chat API starts a new one). With ``"turns"`` the new chunks and the
+    aggregator's text are appended as turns, which any chat API takes. See ``langchain_moa.staircase``."""
     timeout: Seconds = None
     """LangChain's standard per-call time limit: the default of ``proposer_timeout`` and
     ``aggregator_timeout``."""

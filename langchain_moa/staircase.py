@@ -6,19 +6,30 @@ aggregator shares (its node runs in the same superstep, beside them). The aggreg
 proposer has written its first N tokens (or finished, or failed) and writes at most N tokens; then it
 takes in what the proposers wrote meanwhile, waiting until each has written N more or finished, and
 writes its next N tokens; and so on. Once the proposals are complete it writes the rest of its answer.
-Tokens are counted as streamed chunks (one token each from OpenAI-compatible servers).
+Tokens are counted as streamed chunks (one token each from OpenAI-compatible servers). Round 1 is the
+paper's layout exactly, with the first chunks as the references. Later rounds show the aggregator its
+answer so far in one of two layouts (``staircase_layout``):
 
-The prompt only ever grows at its end, so llama.cpp's and vLLM's prefix caches reuse every earlier
-round; round 1 is the paper's layout exactly, with the first chunks as the references::
+``"prefill"``: every round is the paper's prompt with each proposal as written so far, then the
+conversation and the answer so far as the last assistant message, which the model continues
+(llama.cpp's server does; OpenAI's chat API would start a new message). The last round is the
+paper's MoA on whole proposals with the answer begun. A prefix cache reuses the prompt up to where
+the first proposal's text grew::
 
-    [system: the paper's prompt + "\\n1. {proposal 1 so far}\\n2. ..."] + the conversation
+    [system: the paper's prompt + "\n1. {proposal 1 so far}\n2. ..."] + the conversation
+    + [assistant: the answer so far]
+
+``"turns"``: the fallback any chat API takes; the prompt only ever grows at its end, so prefix caches
+reuse every earlier round, but each round is a new assistant turn (a small model may begin its
+answer again)::
+
+    [system: the paper's prompt + "\n1. {proposal 1 so far}\n2. ..."] + the conversation
     + [assistant: the aggregator's round-1 text]
-    + [user: "The responses continue:\\n1. {what proposal 1 wrote since}\\n2. ...\\n\\n" + how to go on]
+    + [user: "The responses continue:\n1. {what proposal 1 wrote since}\n2. ...\n\n" + how to go on]
     + [assistant: round-2 text] + ...
 
-Each round is an ordinary chat call, so no provider needs to continue an assistant message (OpenAI's
-chat API cannot): the answer is the rounds' texts joined, with a space where a round would otherwise
-glue two words together. Every round and what it took in is recorded in
+The answer is the rounds' texts joined (with ``"turns"``, a space where a round would otherwise glue
+two words together). Every round and what it took in is recorded in
 ``response_metadata["moa"]["staircase"]``.
 """
 
@@ -42,7 +53,15 @@ from langchain_moa.events import AggregatorRound, AggregatorStarted, Token, emit
 from langchain_moa.prompts import inject_references
 from langchain_moa.state import Proposal
 
-__all__ = ["CONTINUE_PROMPT", "FINISH_PROMPT", "Staircase", "aggregate_in_rounds", "joined", "replay"]
+__all__ = [
+    "CONTINUE_PROMPT",
+    "FINISH_PROMPT",
+    "Staircase",
+    "aggregate_in_rounds",
+    "joined",
+    "prefills",
+    "replay",
+]
 
 CONTINUE_PROMPT = "The responses continue (each from where its text above stopped):"
 """Heads the references of every round after the first."""
@@ -135,6 +154,16 @@ class Staircase:
         )
 
 
+def prefills(layout: str, model: Any) -> bool:
+    """Whether ``staircase_layout=layout`` continues ``model``'s unfinished message (``"prefill"``);
+    ``"auto"`` does for the embedded local models, whose llama.cpp server is known to."""
+    if layout != "auto":
+        return layout == "prefill"
+    from langchain_moa.local import is_embedded  # the local backend's module, not its extra
+
+    return is_embedded(model)
+
+
 def joined(written: str, text: str) -> str:
     """``text`` as it continues ``written``: a space before it where two words would otherwise touch
     (each round is a new assistant turn, which starts without one)."""
@@ -150,6 +179,7 @@ async def aggregate_in_rounds(
     *,
     prompt: str,
     order: Sequence[int],
+    prefill: bool,
     min_proposals: int,
     max_tokens: int | None,
     label: str,
@@ -159,13 +189,14 @@ async def aggregate_in_rounds(
 ) -> tuple[list[AIMessageChunk], dict[str, Any]]:
     """Write the answer in rounds while the proposals stream in (see the module's documentation).
 
-    ``order``: the proposers (indices from 0) in the order the references list them; ``slot``: held
-    during each round's call (``max_concurrency``), not while waiting for the proposers. Returns the
-    answer's chunks (only the last round's metadata kept: each round is a call of its own) and the
-    record of the rounds. ``MoAError`` before any token when fewer than ``min_proposals`` proposers
-    have written anything.
+    ``order``: the proposers (indices from 0) in the order the references list them; ``prefill``: the
+    ``"prefill"`` layout, else ``"turns"``; ``slot``: held during each round's call
+    (``max_concurrency``), not while waiting for the proposers. Returns the answer's chunks (only the
+    last round's metadata kept: each round is a call of its own) and the record of the rounds.
+    ``MoAError`` before any token when fewer than ``min_proposals`` proposers have written anything.
     """
-    numbers: dict[int, int] = {}  # proposer -> its number in the references, fixed by round 1
+    numbered: list[int] = []  # the proposers the references list, in their order, fixed by round 1
+    so_far: dict[int, str] = {}  # what each of them has written so far (``prefill``)
     messages: list[BaseMessage] = []
     chunks: list[AIMessageChunk] = []
     rounds: list[dict[str, Any]] = []
@@ -174,31 +205,36 @@ async def aggregate_in_rounds(
     while True:
         taken, took = await staircase.take()
         complete = staircase.complete
-        if not numbers:
-            writers = [i for i in order if taken[i].strip()]
-            if len(writers) < min_proposals:
+        if not numbered:
+            numbered = [i for i in order if taken[i].strip()]
+            if len(numbered) < min_proposals:
                 msg = (
-                    f"the last layer has {len(writers)} proposals with text, fewer than "
+                    f"the last layer has {len(numbered)} proposals with text, fewer than "
                     f"min_proposals={min_proposals}. Failed: {staircase.failures()}"
                 )
                 raise too_few_proposals(msg, staircase.errors())
-            numbers = {i: n for n, i in enumerate(writers, start=1)}
-            messages = inject_references(conversation, prompt, [taken[i] for i in writers])
-            emit(AggregatorStarted(model=label, references=len(writers)))
+            so_far = {i: taken[i] for i in numbered}
+            messages = inject_references(conversation, prompt, list(so_far.values()))
+            emit(AggregatorStarted(model=label, references=len(numbered)))
+        elif prefill:
+            so_far = {i: text + taken[i] for i, text in so_far.items()}
+            messages = inject_references(conversation, prompt, list(so_far.values()))
+            if written:
+                messages.append(AIMessage(content=written))
         else:
             if last_text:
                 messages.append(AIMessage(content=last_text))
-            lines = "".join(
-                f"\n{numbers[i]}. {taken[i].lstrip(' ')}" for i in order if i in numbers and taken[i]
-            )
+            numbers = {i: n for n, i in enumerate(numbered, start=1)}
+            lines = "".join(f"\n{numbers[i]}. {taken[i].lstrip(' ')}" for i in numbered if taken[i])
             close = FINISH_PROMPT if complete else GO_ON
             messages.append(HumanMessage(content=f"{CONTINUE_PROMPT}{lines}\n\n{close}" if lines else close))
         left = None if max_tokens is None else max_tokens - sum(1 for c in chunks if c.text)
         limit = left if complete else (staircase.chunk if left is None else min(staircase.chunk, left))
         emit(AggregatorRound(round=len(rounds) + 1, complete=complete))
         started = time.perf_counter() - began
+        after = "" if prefill else written  # a continued message needs no space added
         async with slot():
-            round_chunks = [c async for c in _one_round(model, messages, limit, written, config, kwargs)]
+            round_chunks = [c async for c in _one_round(model, messages, limit, after, config, kwargs)]
         last_text = "".join(c.text for c in round_chunks).lstrip(" ") if round_chunks else ""
         written += "".join(c.text for c in round_chunks)
         if not complete:  # each round is a call of its own: only the last one's metadata describes the end
@@ -215,7 +251,8 @@ async def aggregate_in_rounds(
         )
         if complete or (left is not None and left - rounds[-1]["output_tokens"] <= 0):
             break
-    return chunks, {"chunk": staircase.chunk, "rounds": rounds}
+    layout = "prefill" if prefill else "turns"
+    return chunks, {"chunk": staircase.chunk, "layout": layout, "rounds": rounds}
 
 
 async def _one_round(
@@ -270,16 +307,18 @@ async def replay(
     *,
     chunk: int,
     prompt: str,
+    layout: str = "auto",
     max_tokens: int | None = None,
     **kwargs: Any,
 ) -> tuple[str, dict[str, Any], list[AIMessageChunk]]:
     """Staircase aggregation of journalled, finished proposals, in chunks of ``chunk`` words cut from
     them in the order they would arrive (each round takes every proposal's next chunk, as when the
-    proposers write as fast as the aggregator): what ``moa eval exact --strategies staircase=N``
-    measures. Returns the answer, the record of the rounds and the answer's chunks (for its usage)."""
+    proposers write as fast as the aggregator), in ``layout`` (``staircase_layout``): what
+    ``moa eval exact --strategies staircase=N`` measures. Returns the answer, the record of the
+    rounds and the answer's chunks (for its usage)."""
     chunks, record = await aggregate_in_rounds(
         model, conversation, _Replayed(proposals, chunk), prompt=prompt, order=range(len(proposals)),
-        min_proposals=1, max_tokens=max_tokens, label="replay", slot=contextlib.nullcontext,
-        config={}, kwargs=kwargs,
+        prefill=prefills(layout, model), min_proposals=1, max_tokens=max_tokens, label="replay",
+        slot=contextlib.nullcontext, config={}, kwargs=kwargs,
     )  # fmt: skip
     return "".join(c.text for c in chunks), record, chunks

@@ -29,6 +29,7 @@ from langchain_moa.chat_models import MoAChatModel
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.evaluation.runner import Journal, failures_path, run_items
 from langchain_moa.evaluation.statistics import mcnemar, wilson_interval
+from langchain_moa.options import STAIRCASE_LAYOUTS
 from langchain_moa.staircase import replay
 
 __all__ = [
@@ -154,7 +155,8 @@ async def run_strategies(
 
     Besides the aggregation strategies, two fast paths replay the proposals: ``staircase=N`` aggregates
     them in staircase rounds of N words cut from the journalled text in the order they would arrive
-    (``staircase.replay``), and ``proposer_max_tokens=N`` synthesises their first N words (what a
+    (``staircase.replay``; ``staircase=N:prefill`` or ``staircase=N:turns`` names the layout, else
+    the MoA's ``staircase_layout``), and ``proposer_max_tokens=N`` synthesises their first N words (what a
     proposer limited to N tokens writes, counted in words; its proposal tokens are estimated in
     proportion)."""
     check_strategies(strategies)
@@ -169,12 +171,12 @@ async def run_strategies(
         references = [t for t in moa_record.get("final", [p["text"] for p in moa_record["proposals"]]) if t]
         conversation = [HumanMessage(questions[record["index"]]["question"])]
         proposal_tokens = sum(p["tokens"] for p in moa_record["proposals"])
-        fast_path, n = _replay_spec(strategy)
+        fast_path, n, layout = _replay_spec(strategy)
         started = time.perf_counter()
         if fast_path == "staircase":
             text, note, chunks = await replay(
                 moa.aggregator_model, conversation, references, chunk=n, prompt=moa.aggregator_prompt,
-                **sampling,
+                layout=layout or moa.staircase_layout, **sampling,
             )  # fmt: skip
             usage = functools.reduce(add_usage, [c.usage_metadata for c in chunks if c.usage_metadata], None)
         else:
@@ -229,14 +231,21 @@ def check_strategies(specs: list[str]) -> None:
         _replay_spec(spec)
 
 
-def _replay_spec(spec: str) -> tuple[str | None, int]:
-    """``("staircase", 8)`` for ``"staircase=8"``, ``(None, 0)`` for a strategy's name."""
+def _replay_spec(spec: str) -> tuple[str | None, int, str | None]:
+    """``("staircase", 8, "prefill")`` for ``"staircase=8:prefill"``, ``("staircase", 8, None)`` for
+    ``"staircase=8"``, ``(None, 0, None)`` for a strategy's name."""
     if spec in aggregation.STRATEGIES:
-        return None, 0
+        return None, 0, None
     name, _, size = spec.partition("=")
-    if name in _FAST_PATHS and size.isdigit() and int(size) >= 1:
-        return name, int(size)
-    known = [*aggregation.STRATEGIES, *(f"{p}=N" for p in _FAST_PATHS)]
+    size, _, layout = size.partition(":")
+    if (
+        name in _FAST_PATHS
+        and size.isdigit()
+        and int(size) >= 1
+        and (not layout or (name == "staircase" and layout in STAIRCASE_LAYOUTS))
+    ):
+        return name, int(size), layout or None
+    known = [*aggregation.STRATEGIES, *(f"{p}=N" for p in _FAST_PATHS), "staircase=N:<layout>"]
     msg = f"unknown aggregation {spec!r}; strategies: {', '.join(known)}"
     raise MoAConfigError(msg)
 

@@ -26,6 +26,7 @@ __all__ = [
     "LOCAL_WEIGHTS",
     "WeightParts",
     "cache_dir",
+    "is_embedded",
     "local_chat_model",
     "require_local_extra",
     "weights_path",
@@ -89,3 +90,13 @@ def local_chat_model(name_or_path: str, *, slots: int = 4, **kwargs: Any) -> Bas
         **kwargs,
     }
     return ChatOpenAI(model=name, base_url=server.base_url, api_key=server.api_key, **options)
+
+
+def is_embedded(model: Any) -> bool:
+    """Whether ``model`` is answered by one of this process's embedded llama.cpp servers (which, for
+    instance, continue a conversation's last assistant message instead of starting a new one)."""
+    from langchain_moa.local.server import running_servers
+    from langchain_moa.models import endpoint_of
+
+    endpoint = endpoint_of(model)
+    return endpoint is not None and any(server.base_url == endpoint for server in running_servers())

@@ -9,9 +9,11 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_openai import ChatOpenAI
 
 from langchain_moa import MoAChatModel
-from langchain_moa.local import LOCAL_WEIGHTS, weights_path
+from langchain_moa.local import LOCAL_WEIGHTS, is_embedded, local_chat_model, weights_path
 from langchain_moa.local.server import running_servers
 from langchain_moa.local.weights import _sha256
 
@@ -51,6 +53,25 @@ def test_local_tokens_stream(moa: MoAChatModel) -> None:
     chunks = [c.text for c in moa.stream("Count from one to five in words.") if c.text]
     assert len(chunks) > 3
     assert "".join(chunks).strip()
+
+
+def test_the_embedded_server_continues_an_unfinished_assistant_message() -> None:
+    # What staircase_layout="auto" relies on to choose the "prefill" layout for the embedded models.
+    model = local_chat_model("qwen2.5-coder-0.5b", temperature=0.0, max_tokens=8)
+    assert is_embedded(model)
+    assert not is_embedded(ChatOpenAI(model="m", base_url="http://127.0.0.1:9/v1", api_key="k"))
+    begun = "1, 2, 3, 4, 5,"
+    reply = model.invoke([HumanMessage("Count from 1 to 20, separated by commas."), AIMessage(begun)])
+    assert reply.text.lstrip().startswith("6"), reply.text  # a new message would begin at 1
+
+
+def test_staircase_on_the_local_model_continues_its_answer(moa: MoAChatModel) -> None:
+    staircase = moa.model_copy(update={"staircase": 4, "max_tokens": 40})
+    result = staircase.invoke("List the numbers from 1 to 10, separated by commas.")
+    record = result.response_metadata["moa"]["staircase"]
+    assert record["layout"] == "prefill"  # "auto" for the embedded models
+    assert len(record["rounds"]) >= 2 and record["rounds"][-1]["complete"]
+    assert result.text.strip()
 
 
 def test_one_shared_server_on_loopback_that_demands_its_key(moa: MoAChatModel) -> None:

@@ -159,6 +159,9 @@ async def test_the_async_client_and_concurrent_requests(served: Served) -> None:
          400, "moa.staircase", "staircase must be an integer >= 1"),
         ({"model": "moa-test", "messages": [{"role": "user", "content": "Hi"}],
           "extra_body": {"moa": {"staircase": 4, "aggregation": "select"}}}, 400, "moa.staircase", "staircase cannot be combined"),
+        ({"model": "moa-test", "messages": [{"role": "user", "content": "Hi"}],
+          "extra_body": {"moa": {"staircase_layout": "sideways"}}}, 400, "moa.staircase_layout",
+         "staircase_layout must be 'auto', 'prefill' or 'turns', got 'sideways'"),
         ({"model": "moa-test", "messages": [{"role": "user", "content": "Hi"}], "extra_body": {"moa": {"proposers": ["x"]}}},
          400, "moa", "'proposers' cannot be set per request"),
         ({"model": "moa-test", "messages": [{"role": "user", "content": "Hi"}], "extra_body": {"moa": {"max_concurrency": 99}}},
@@ -217,6 +220,12 @@ def test_a_request_sets_its_own_staircase_and_proposal_budget(served: Served) ->
     assert len(text.split()) == 12
     moa = chunks[-1].model_extra["moa"]  # type: ignore[index]
     assert moa["staircase"]["chunk"] == 4 and len(moa["staircase"]["rounds"]) == 3
+    assert moa["staircase"]["layout"] == "turns"  # "auto" for a model not known to continue a message
+    prefilled = served.client().chat.completions.create(
+        model="moa-staircase", messages=[{"role": "user", "content": "Hi"}], max_tokens=12,
+        extra_body={"moa": {"staircase": 4, "staircase_layout": "prefill"}},
+    )  # fmt: skip
+    assert prefilled.model_extra["moa"]["staircase"]["layout"] == "prefill"  # type: ignore[index]
     assert all(p["cut"] for p in moa["layers"][-1])  # the answer was whole before the proposals
     budget = served.client().chat.completions.create(
         model="moa-staircase", messages=[{"role": "user", "content": "Hi"}], max_tokens=12,

@@ -248,6 +248,7 @@ def test_a_missing_key_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
         (["Q", "--staircase", "0"], "--staircase: staircase must be an integer >= 1"),
         (["Q", "--proposer-max-tokens", "0"], "--proposer-max-tokens: proposer_max_tokens must be"),
         (["Q", "--fanout", "often"], "--fanout: fanout must be 'call', 'turn'"),
+        (["Q", "--staircase-layout", "sideways"], "--staircase-layout: staircase_layout must be 'auto', 'prefill'"),
         (["Q", "--staircase", "8", "--aggregation", "select"], "staircase cannot be combined"),
     ],
 )
@@ -273,12 +274,13 @@ def test_every_moa_option_has_a_flag_with_its_documentation() -> None:
 def test_the_generated_flags_reach_the_model(models: Models) -> None:
     args = ["Q", *FAKE, "--staircase", "4", "--proposer-max-tokens", "7", "--proposal-quorum", "2",
             "--layer-deadline", "9.5", "--proposer-timeout", "30", "--min-proposals", "2",
-            "--max-retries", "1", "--fanout", "3", "--seed", "5", "--json"]  # fmt: skip
+            "--max-retries", "1", "--fanout", "3", "--seed", "5", "--staircase-layout", "prefill",
+            "--json"]  # fmt: skip
     result = runner.invoke(cli.app, args)
     assert result.exit_code == 0, result.output
     assert [c["kwargs"]["max_tokens"] for c in models.calls("p1")] == [7]
     answer = json.loads(result.stdout)
-    assert answer["staircase"]["chunk"] == 4
+    assert (answer["staircase"]["chunk"], answer["staircase"]["layout"]) == (4, "prefill")
     fields = ModelChoice(preset="local", options={"fanout": 3, "layer_deadline": 9.5}).model_fields()
     assert (fields["fanout"], fields["layer_deadline"]) == (3, 9.5)
 

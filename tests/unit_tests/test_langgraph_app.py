@@ -72,13 +72,15 @@ def test_without_the_local_backend_the_default_says_what_to_set(monkeypatch: pyt
 
 def test_a_served_configuration_turns_staircase_on_and_checks_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
-    assert {"staircase", "proposer_max_tokens"} <= set(MoAConfiguration.model_fields)
+    assert {"staircase", "staircase_layout", "proposer_max_tokens"} <= set(MoAConfiguration.model_fields)
     configurable = {"preset": "together", "staircase": 16, "proposer_max_tokens": 128}
     graph = make_graph({"configurable": {**configurable, "__is_for_execution__": False}})
     edges = {(e.source, e.target) for e in graph.get_graph().edges}
     assert ("__start__", "aggregator") in edges  # the aggregator runs beside the proposers
     with pytest.raises(MoAConfigError, match="staircase must be an integer >= 1"):
         make_graph({"configurable": {"preset": "together", "staircase": 0, "__is_for_execution__": False}})
+    with pytest.raises(MoAConfigError, match="staircase_layout must be 'auto', 'prefill' or 'turns'"):
+        make_graph({"configurable": {**configurable, "staircase_layout": "x", "__is_for_execution__": False}})
 
 
 def test_a_preset_carries_any_option() -> None:

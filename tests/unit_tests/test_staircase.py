@@ -74,6 +74,48 @@ async def test_round_one_is_the_papers_prompt_and_later_rounds_only_append() -> 
     assert [sum(r["took_tokens"][k] for r in rounds) for k in range(3)] == [24, 24, 24]
 
 
+def _continuing(answer: str) -> Any:
+    """A model that continues an unfinished assistant message, as llama.cpp's server does."""
+
+    def respond(messages: list[Any], _: dict[str, Any]) -> str:
+        begun = messages[-1].text if isinstance(messages[-1], AIMessage) else ""
+        assert answer.startswith(begun), "the answer so far was changed"
+        return answer[len(begun) :]
+
+    return respond
+
+
+async def test_prefill_rounds_are_the_papers_prompt_so_far_and_the_answer_to_continue() -> None:
+    moa, _, _ = _moa()
+    aggregator = ScriptedChatModel(respond=_continuing(_words(60, "a")), model_name="agg")
+    moa = moa.model_copy(update={"aggregator": aggregator, "staircase_layout": "prefill"})
+    answer = await moa.ainvoke([SystemMessage("Be brief."), HumanMessage("Q")])
+    record = answer.response_metadata["moa"]["staircase"]
+    assert record["layout"] == "prefill"
+    calls = [c["messages"] for c in aggregator.calls]
+    assert len(calls) == len(record["rounds"]) >= 3
+    seen = [0, 0, 0]
+    for number, (messages, taken) in enumerate(zip(calls, record["rounds"], strict=True)):
+        seen = [s + t for s, t in zip(seen, taken["took_tokens"], strict=True)]
+        references = "".join(f"\n{k + 1}. {_words(seen[k], f'p{k}w')}" for k in range(3))
+        assert messages[0].content == "Be brief.\n\n" + AGGREGATOR_PROMPT + references
+        assert [(m.type, m.text) for m in messages[1:2]] == [("human", "Q")]
+        if number:  # the answer so far, to be continued
+            assert [m.type for m in messages[2:]] == ["ai"]
+            assert answer.text.startswith(messages[2].text)
+        else:
+            assert len(messages) == 2
+    assert seen == [24, 24, 24]  # the last round lists the whole proposals, as the paper's MoA
+    assert answer.text == _words(40, "a")  # continued, never begun again, no space added or lost
+
+
+async def test_auto_layout_is_turns_for_a_model_not_known_to_continue() -> None:
+    moa, _, _ = _moa()
+    assert moa.staircase_layout == "auto"
+    answer = await moa.ainvoke("Q")
+    assert answer.response_metadata["moa"]["staircase"]["layout"] == "turns"
+
+
 async def test_a_chunk_longer_than_the_proposals_is_the_papers_moa_exactly() -> None:
     staircase, _, aggregator = _moa(staircase=100)
     standard, _, plain_aggregator = _moa(staircase=None)
@@ -267,6 +309,11 @@ def test_the_graph_draws_the_aggregator_beside_the_last_layer() -> None:
         ({"staircase": "8"}, "staircase must be an integer >= 1"),
         ({"staircase": True}, "staircase must be an integer >= 1"),
         ({"proposer_max_tokens": 0}, "proposer_max_tokens must be an integer >= 1"),
+        (
+            {"staircase_layout": "continue"},
+            "staircase_layout must be 'auto', 'prefill' or 'turns', got 'continue'",
+        ),
+        ({"staircase_layout": None}, "staircase_layout must be 'auto', 'prefill' or 'turns', got None"),
         ({"staircase": 8, "aggregation": "select"}, "staircase cannot be combined with aggregation='select'"),
         ({"staircase": 8, "aggregation": "majority"}, "needs whole proposals"),
     ],
@@ -293,6 +340,21 @@ async def test_replay_feeds_journalled_proposals_in_lockstep_rounds() -> None:
     first = aggregator.calls[0]["messages"][0].content
     assert first.endswith(f"\n1. {_words(8, 'x')}\n2. {_words(8, 'y')}")
     assert len(text.split()) == 24 and sum(1 for c in chunks if c.usage_metadata) == 3
+    assert record["layout"] == "turns"
+
+
+async def test_replay_in_the_prefill_layout_continues_one_answer() -> None:
+    aggregator = ScriptedChatModel(respond=_continuing(_words(30, "a")))
+    proposals = [_words(20, "x"), _words(12, "y")]
+    text, record, _ = await replay(
+        aggregator, [HumanMessage("Q")], proposals, chunk=8, prompt=AGGREGATOR_PROMPT, layout="prefill",
+        max_tokens=24,
+    )  # fmt: skip
+    assert record["layout"] == "prefill" and len(record["rounds"]) == 3
+    assert text == _words(24, "a")
+    last = aggregator.calls[-1]["messages"]
+    assert last[0].content.endswith(f"\n1. {proposals[0]}\n2. {proposals[1]}")
+    assert last[-1] == AIMessage(_words(16, "a"))
 
 
 def test_exact_scores_the_fast_paths_on_the_same_proposals(
@@ -319,13 +381,17 @@ def test_exact_scores_the_fast_paths_on_the_same_proposals(
     questions.write_text("".join(json.dumps({"question": f"q{i}", "answer": "42"}) + "\n" for i in range(3)))
     args = ["eval", "exact", "--questions", str(questions), "-o", str(tmp_path / "out.jsonl"), "--quiet",
             "--reference-models", "p1,p2", "--aggregator", "agg",
-            "--strategies", "staircase=8,proposer_max_tokens=10"]  # fmt: skip
+            "--strategies", "staircase=8,staircase=8:prefill,proposer_max_tokens=10"]  # fmt: skip
     result = CliRunner().invoke(cli.app, args)
     assert result.exit_code == 0, result.output
     rows = {line.split("\t")[0]: line.split("\t") for line in result.stdout.splitlines()}
     assert rows["MoA (staircase=8)"][1].startswith("100.0%")  # the last round saw the end
     assert rows["MoA (proposer_max_tokens=10)"][1].startswith("0.0%")  # cut before "so 42"
+    journal = [json.loads(line) for line in (tmp_path / "out.jsonl.strategies.jsonl").open()]
+    layouts = {(r["key"].split("|")[1], r["note"]["layout"]) for r in journal if "staircase" in r["key"]}
+    assert layouts == {("staircase=8", "turns"), ("staircase=8:prefill", "prefill")}  # "auto": turns here
     calls = sum(len(m.calls) for m in made)
-    bad = CliRunner().invoke(cli.app, [*args[:-1], "staircase=0"])
-    assert bad.exit_code != 0 and "unknown aggregation 'staircase=0'" in bad.stderr
+    for spec in ("staircase=0", "staircase=8:sideways", "proposer_max_tokens=8:prefill"):
+        bad = CliRunner().invoke(cli.app, [*args[:-1], spec])
+        assert bad.exit_code != 0 and f"unknown aggregation {spec!r}" in bad.stderr
     assert sum(len(m.calls) for m in made) == calls  # refused before any model ran
