@@ -9,6 +9,7 @@ read from its `.strategies.jsonl` journal beside it.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -44,17 +45,31 @@ def table(path: Path) -> str:
 
 def against_moa(path: Path) -> str:
     """Each other configuration against the standard MoA on the same questions: the difference in
-    points and McNemar's exact p (the fast paths: does staircase, or a short proposal, cost accuracy?)."""
-    scores = score_exact(_records(path))
+    points and McNemar's exact p (the fast paths: does staircase, or a short proposal, cost accuracy?),
+    and how many of its answers begin again (state their letter more than once)."""
+    records = _records(path)
+    scores = score_exact(records)
     moa = next(s for s in scores if s.name == "MoA")
-    lines = ["| configuration | accuracy (95% interval) | correct | vs the standard MoA | tokens/question |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    texts = {"MoA": [r["moa"]["text"] for r in records]}
+    for record in records:
+        for strategy, result in record["strategies"].items():
+            texts.setdefault(f"MoA ({strategy})", []).append(result["text"])
+    lines = ["| configuration | accuracy (95% interval) | correct | vs the standard MoA | tokens/question "
+             "| answers that begin again |", "|---|---|---|---|---|---|"]  # fmt: skip
     for score in scores:
         if score.name.startswith("MoA"):
             low, high = score.interval
+            again = sum(begins_again(t or "") for t in texts[score.name])
             lines.append(f"| {score.name} | {score.accuracy:.1%} ({low:.1%}-{high:.1%}) | {score.correct}/"
-                         f"{score.total} | {score.against(moa)} | {score.tokens / max(score.total, 1):.0f} |")  # fmt: skip
+                         f"{score.total} | {score.against(moa)} | {score.tokens / max(score.total, 1):.0f} "
+                         f"| {again} of {len(texts[score.name])} |")  # fmt: skip
     return "\n".join(lines)
+
+
+def begins_again(text: str) -> bool:
+    """Whether an answer states its letter more than once ("Answer: D ... Answer: D"): the aggregator
+    began its answer again instead of continuing it."""
+    return len(re.findall(r"\banswer\s*:\s*\(?[A-J]\b", text, re.IGNORECASE)) > 1
 
 
 def sides(path: Path) -> str:

@@ -53,6 +53,14 @@ def test_the_quality_tables_read_an_exact_run_and_its_strategies(tmp_path: Path)
     assert "| MoA | 1 | 1 | 0 | 0 | 1 of 1 |" in sides  # sided with position 1, against the majority
     assert "| tally | 1 | 0 | 1 | 1 | 0 of 1 |" in sides
     assert "| shuffle | 1 | 0 | 1 | 0 | 1 of 1 |" in sides  # position 2 showed proposal 1
+    (tmp_path / "run.jsonl.strategies.jsonl").write_text(
+        json.dumps({"key": "q1|staircase=8", "text": "Answer: B\n\nB is Answer: B\n\nB is right.", "note": {},
+                    "tokens": 60, "seconds": 2.5}) + "\n"
+    )  # fmt: skip
+    against = quality.against_moa(output)
+    assert "| MoA (staircase=8) | 100.0% (20.7%-100.0%) | 1/1 | +100.0 pts (p=1.00) | 60 | 1 of 1 |" in against
+    assert "| MoA | 0.0% (0.0%-79.3%) | 0/1 | - | 20 | 0 of 1 |" in against
+    assert not quality.begins_again("Answer: B\n\nBecause the answer: it is B.")
 
 
 def test_the_latency_summary_reads_servebenchs_per_request_times() -> None:
