@@ -58,7 +58,9 @@ def test_the_quality_tables_read_an_exact_run_and_its_strategies(tmp_path: Path)
                     "tokens": 60, "seconds": 2.5}) + "\n"
     )  # fmt: skip
     against = quality.against_moa(output)
-    assert "| MoA (staircase=8) | 100.0% (20.7%-100.0%) | 1/1 | +100.0 pts (p=1.00) | 60 | 1 of 1 |" in against
+    assert (
+        "| MoA (staircase=8) | 100.0% (20.7%-100.0%) | 1/1 | +100.0 pts (p=1.00) | 60 | 1 of 1 |" in against
+    )
     assert "| MoA | 0.0% (0.0%-79.3%) | 0/1 | - | 20 | 0 of 1 |" in against
     assert not quality.begins_again("Answer: B\n\nBecause the answer: it is B.")
 
