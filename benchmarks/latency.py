@@ -11,8 +11,7 @@ load tool for OpenAI-compatible endpoints) driving MoA's OpenAI-compatible serve
 ``simulated``: ``servebench mock-server`` streams tokens with a set TTFT and inter-token time and
 writes exactly ``max_tokens`` tokens. Each configuration is a MoA of 4 proposers and an aggregator,
 all ``ChatOpenAI(streaming=True)`` on that provider, served by ``moa serve``'s app in a process of
-its own (a configuration file for per-model endpoints does not exist yet, so the models are built
-here); servebench then runs against it, one configuration after another, in one run.
+its own; servebench then runs against it, one configuration after another, in one run.
 """
 
 from __future__ import annotations
@@ -184,13 +183,18 @@ def simulated(args: argparse.Namespace) -> None:
 
 
 def local(args: argparse.Namespace) -> None:
-    """``moa serve --preset local`` as a user starts it, with and without staircase (one at a time:
-    two llama.cpp servers on two cores would slow each other down)."""
+    """``moa serve --preset local`` as a user starts it, with and without staircase in both layouts
+    (one at a time: two llama.cpp servers on two cores would slow each other down)."""
     results: dict[str, Any] = {"answer_tokens": args.output_len, "configurations": {}}
+    staircases = {
+        f"MoA staircase={n} {layout}": ["--staircase", str(n), "--staircase-layout", layout]
+        for n in args.staircase
+        for layout in ("prefill", "turns")
+    }
     for name, flags in {
         "one model (layers=1)": ["--layers", "1"],
         "MoA synthesize": [],
-        **{f"MoA staircase={n}": ["--staircase", str(n)] for n in args.staircase},
+        **staircases,
     }.items():
         port = free_port()
         server = subprocess.Popen(
