@@ -16,16 +16,16 @@ conversation and the answer so far as the last assistant message, which the mode
 paper's MoA on whole proposals with the answer begun. A prefix cache reuses the prompt up to where
 the first proposal's text grew::
 
-    [system: the paper's prompt + "\n1. {proposal 1 so far}\n2. ..."] + the conversation
+    [system: the paper's prompt + "\\n1. {proposal 1 so far}\\n2. ..."] + the conversation
     + [assistant: the answer so far]
 
 ``"turns"``: the fallback any chat API takes; the prompt only ever grows at its end, so prefix caches
 reuse every earlier round, but each round is a new assistant turn (a small model may begin its
 answer again)::
 
-    [system: the paper's prompt + "\n1. {proposal 1 so far}\n2. ..."] + the conversation
+    [system: the paper's prompt + "\\n1. {proposal 1 so far}\\n2. ..."] + the conversation
     + [assistant: the aggregator's round-1 text]
-    + [user: "The responses continue:\n1. {what proposal 1 wrote since}\n2. ...\n\n" + how to go on]
+    + [user: "The responses continue:\\n1. {what proposal 1 wrote since}\\n2. ...\\n\\n" + how to go on]
     + [assistant: round-2 text] + ...
 
 The answer is the rounds' texts joined (with ``"turns"``, a space where a round would otherwise glue
