@@ -135,10 +135,10 @@ class MoAOptions(BaseModel):
     ] = Field(default="auto", json_schema_extra={"per_request": True})
     """How each staircase round shows the aggregator its answer so far: ``"prefill"`` continues it,
     ``"turns"`` answers on in a turn of its own, ``"auto"`` is ``"prefill"`` for the embedded local
-    models and ``"turns"`` for any other. With ``"prefill"`` every round is the paper's prompt with the
-    proposals so far, then the answer so far as the last, unfinished assistant message (llama.cpp's
-    server continues it; OpenAI's chat API starts a new one). With ``"turns"`` the new chunks and the
-    aggregator's text are appended as turns, which any chat API takes. See ``langchain_moa.staircase``."""
+    models and ``"turns"`` for any other. With ``"prefill"`` the answer so far is the last, unfinished
+    assistant message (llama.cpp's server continues it; OpenAI's chat API starts a new one), after the
+    references so far; with ``"turns"`` the prompt only grows at its end, which any chat API takes.
+    See ``langchain_moa.staircase``."""
     timeout: Seconds = None
     """LangChain's standard per-call time limit: the default of ``proposer_timeout`` and
     ``aggregator_timeout``."""

@@ -6,27 +6,27 @@ aggregator shares (its node runs in the same superstep, beside them). The aggreg
 proposer has written its first N tokens (or finished, or failed) and writes at most N tokens; then it
 takes in what the proposers wrote meanwhile, waiting until each has written N more or finished, and
 writes its next N tokens; and so on. Once the proposals are complete it writes the rest of its answer.
-Tokens are counted as streamed chunks (one token each from OpenAI-compatible servers). Round 1 is the
-paper's layout exactly, with the first chunks as the references. Later rounds show the aggregator its
-answer so far in one of two layouts (``staircase_layout``):
+Tokens are counted as streamed chunks (one token each from OpenAI-compatible servers).
 
-``"prefill"``: every round is the paper's prompt with each proposal as written so far, then the
-conversation and the answer so far as the last assistant message, which the model continues
-(llama.cpp's server does; OpenAI's chat API would start a new message). The last round is the
-paper's MoA on whole proposals with the answer begun. A prefix cache reuses the prompt up to where
-the first proposal's text grew::
+Round 1 is the paper's layout exactly, with the first chunks as the references. Each later round
+appends the proposals' new text as a user message; the layouts (``staircase_layout``) differ in where
+the aggregator's answer so far goes. ``"turns"``, which any chat API takes, appends each round's text
+as an assistant turn before the next round's references: the prompt only ever grows at its end, so
+llama.cpp's and vLLM's prefix caches reuse every earlier round, but each round is a new turn, and a
+small model may begin its answer again::
 
-    [system: the paper's prompt + "\\n1. {proposal 1 so far}\\n2. ..."] + the conversation
-    + [assistant: the answer so far]
-
-``"turns"``: the fallback any chat API takes; the prompt only ever grows at its end, so prefix caches
-reuse every earlier round, but each round is a new assistant turn (a small model may begin its
-answer again)::
-
-    [system: the paper's prompt + "\\n1. {proposal 1 so far}\\n2. ..."] + the conversation
+    [system: the paper's prompt + "\\n1. {proposal 1's first chunk}\\n2. ..."] + the conversation
     + [assistant: the aggregator's round-1 text]
     + [user: "The responses continue:\\n1. {what proposal 1 wrote since}\\n2. ...\\n\\n" + how to go on]
     + [assistant: round-2 text] + ...
+
+``"prefill"`` keeps the answer one assistant message, last, which the model continues (llama.cpp's
+server does; OpenAI's chat API would start a new message); a prefix cache reuses everything before
+the newest references, and processes those and the answer so far again::
+
+    [system: the paper's prompt + "\\n1. {proposal 1's first chunk}\\n2. ..."] + the conversation
+    + [user: "The responses continue:\\n1. ..."] + [user: the next round's new text] + ...
+    + [assistant: the answer so far]
 
 The answer is the rounds' texts joined (with ``"turns"``, a space where a round would otherwise glue
 two words together). Every round and what it took in is recorded in
@@ -196,7 +196,7 @@ async def aggregate_in_rounds(
     ``MoAError`` before any token when fewer than ``min_proposals`` proposers have written anything.
     """
     numbered: list[int] = []  # the proposers the references list, in their order, fixed by round 1
-    so_far: dict[int, str] = {}  # what each of them has written so far (``prefill``)
+    begun = False  # ``prefill``: the answer so far ends ``messages``
     messages: list[BaseMessage] = []
     chunks: list[AIMessageChunk] = []
     rounds: list[dict[str, Any]] = []
@@ -213,21 +213,20 @@ async def aggregate_in_rounds(
                     f"min_proposals={min_proposals}. Failed: {staircase.failures()}"
                 )
                 raise too_few_proposals(msg, staircase.errors())
-            so_far = {i: taken[i] for i in numbered}
-            messages = inject_references(conversation, prompt, list(so_far.values()))
+            messages = inject_references(conversation, prompt, [taken[i] for i in numbered])
             emit(AggregatorStarted(model=label, references=len(numbered)))
-        elif prefill:
-            so_far = {i: text + taken[i] for i, text in so_far.items()}
-            messages = inject_references(conversation, prompt, list(so_far.values()))
-            if written:
-                messages.append(AIMessage(content=written))
         else:
-            if last_text:
+            if prefill and begun:
+                messages.pop()  # the answer so far, which goes last again below
+            elif not prefill and last_text:
                 messages.append(AIMessage(content=last_text))
             numbers = {i: n for n, i in enumerate(numbered, start=1)}
             lines = "".join(f"\n{numbers[i]}. {taken[i].lstrip(' ')}" for i in numbered if taken[i])
             close = FINISH_PROMPT if complete else GO_ON
             messages.append(HumanMessage(content=f"{CONTINUE_PROMPT}{lines}\n\n{close}" if lines else close))
+            begun = prefill and bool(written)
+            if begun:
+                messages.append(AIMessage(content=written))
         left = None if max_tokens is None else max_tokens - sum(1 for c in chunks if c.text)
         limit = left if complete else (staircase.chunk if left is None else min(staircase.chunk, left))
         emit(AggregatorRound(round=len(rounds) + 1, complete=complete))

@@ -85,27 +85,28 @@ def _continuing(answer: str) -> Any:
     return respond
 
 
-async def test_prefill_rounds_are_the_papers_prompt_so_far_and_the_answer_to_continue() -> None:
+async def test_prefill_rounds_append_the_references_and_end_with_the_answer_to_continue() -> None:
     moa, _, _ = _moa()
     aggregator = ScriptedChatModel(respond=_continuing(_words(60, "a")), model_name="agg")
     moa = moa.model_copy(update={"aggregator": aggregator, "staircase_layout": "prefill"})
     answer = await moa.ainvoke([SystemMessage("Be brief."), HumanMessage("Q")])
-    record = answer.response_metadata["moa"]["staircase"]
-    assert record["layout"] == "prefill"
+    assert answer.response_metadata["moa"]["staircase"]["layout"] == "prefill"
     calls = [c["messages"] for c in aggregator.calls]
-    assert len(calls) == len(record["rounds"]) >= 3
-    seen = [0, 0, 0]
-    for number, (messages, taken) in enumerate(zip(calls, record["rounds"], strict=True)):
-        seen = [s + t for s, t in zip(seen, taken["took_tokens"], strict=True)]
-        references = "".join(f"\n{k + 1}. {_words(seen[k], f'p{k}w')}" for k in range(3))
-        assert messages[0].content == "Be brief.\n\n" + AGGREGATOR_PROMPT + references
-        assert [(m.type, m.text) for m in messages[1:2]] == [("human", "Q")]
-        if number:  # the answer so far, to be continued
-            assert [m.type for m in messages[2:]] == ["ai"]
-            assert answer.text.startswith(messages[2].text)
-        else:
-            assert len(messages) == 2
-    assert seen == [24, 24, 24]  # the last round lists the whole proposals, as the paper's MoA
+    assert len(calls) >= 3
+    first = calls[0]
+    assert first[0].content == (
+        "Be brief.\n\n" + AGGREGATOR_PROMPT + "".join(f"\n{k + 1}. {_words(8, f'p{k}w')}" for k in range(3))
+    )
+    assert [(m.type, m.text) for m in first[1:]] == [("human", "Q")]
+    for before, after in itertools.pairwise(calls):
+        *earlier, continued = after
+        assert isinstance(continued, AIMessage) and answer.text.startswith(continued.text)  # the answer so far
+        references = before[:-1] if isinstance(before[-1], AIMessage) else before
+        assert earlier[: len(references)] == references  # a prefix cache reuses all but the newest
+        (new,) = earlier[len(references) :]
+        assert isinstance(new, HumanMessage)
+        assert new.content.startswith(CONTINUE_PROMPT) or new.content in (GO_ON, FINISH_PROMPT)
+    assert calls[-1][-2].content.endswith(FINISH_PROMPT)
     assert answer.text == _words(40, "a")  # continued, never begun again, no space added or lost
 
 
@@ -353,7 +354,7 @@ async def test_replay_in_the_prefill_layout_continues_one_answer() -> None:
     assert record["layout"] == "prefill" and len(record["rounds"]) == 3
     assert text == _words(24, "a")
     last = aggregator.calls[-1]["messages"]
-    assert last[0].content.endswith(f"\n1. {proposals[0]}\n2. {proposals[1]}")
+    assert last[0].content.endswith(f"\n1. {_words(8, 'x')}\n2. {_words(8, 'y')}")
     assert last[-1] == AIMessage(_words(16, "a"))
 
 
