@@ -100,7 +100,8 @@ async def test_prefill_rounds_append_the_references_and_end_with_the_answer_to_c
     assert [(m.type, m.text) for m in first[1:]] == [("human", "Q")]
     for before, after in itertools.pairwise(calls):
         *earlier, continued = after
-        assert isinstance(continued, AIMessage) and answer.text.startswith(continued.text)  # the answer so far
+        assert isinstance(continued, AIMessage)  # the answer so far, last
+        assert answer.text.startswith(continued.text)
         references = before[:-1] if isinstance(before[-1], AIMessage) else before
         assert earlier[: len(references)] == references  # a prefix cache reuses all but the newest
         (new,) = earlier[len(references) :]
