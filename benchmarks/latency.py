@@ -235,6 +235,7 @@ def chart(args: argparse.Namespace) -> None:
                 "\n".join(names), (e2e, ttft), fontsize=7, textcoords="offset points", xytext=(4, 3)
             )
         axis.set(title=title, xlabel="end-to-end time, median (s)", ylabel="time to first token, median (s)")
+        axis.margins(x=0.2)  # room for the labels of the rightmost points
         axis.grid(alpha=0.3)
     figure.suptitle("Time to first token against end-to-end time (1 user, servebench)")
     figure.tight_layout()
