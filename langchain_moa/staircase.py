@@ -195,7 +195,7 @@ async def aggregate_in_rounds(
     last round's metadata kept: each round is a call of its own) and the record of the rounds.
     ``MoAError`` before any token when fewer than ``min_proposals`` proposers have written anything.
     """
-    numbered: list[int] = []  # the proposers the references list, in their order, fixed by round 1
+    numbers: dict[int, int] = {}  # proposer -> its number in the references, fixed by round 1
     begun = False  # ``prefill``: the answer so far ends ``messages``
     messages: list[BaseMessage] = []
     chunks: list[AIMessageChunk] = []
@@ -205,23 +205,23 @@ async def aggregate_in_rounds(
     while True:
         taken, took = await staircase.take()
         complete = staircase.complete
-        if not numbered:
-            numbered = [i for i in order if taken[i].strip()]
-            if len(numbered) < min_proposals:
+        if not numbers:
+            writers = [i for i in order if taken[i].strip()]
+            if len(writers) < min_proposals:
                 msg = (
-                    f"the last layer has {len(numbered)} proposals with text, fewer than "
+                    f"the last layer has {len(writers)} proposals with text, fewer than "
                     f"min_proposals={min_proposals}. Failed: {staircase.failures()}"
                 )
                 raise too_few_proposals(msg, staircase.errors())
-            messages = inject_references(conversation, prompt, [taken[i] for i in numbered])
-            emit(AggregatorStarted(model=label, references=len(numbered)))
+            numbers = {i: n for n, i in enumerate(writers, start=1)}
+            messages = inject_references(conversation, prompt, [taken[i] for i in writers])
+            emit(AggregatorStarted(model=label, references=len(writers)))
         else:
             if prefill and begun:
                 messages.pop()  # the answer so far, which goes last again below
             elif not prefill and last_text:
                 messages.append(AIMessage(content=last_text))
-            numbers = {i: n for n, i in enumerate(numbered, start=1)}
-            lines = "".join(f"\n{numbers[i]}. {taken[i].lstrip(' ')}" for i in numbered if taken[i])
+            lines = "".join(f"\n{n}. {taken[i].lstrip(' ')}" for i, n in numbers.items() if taken[i])
             close = FINISH_PROMPT if complete else GO_ON
             messages.append(HumanMessage(content=f"{CONTINUE_PROMPT}{lines}\n\n{close}" if lines else close))
             begun = prefill and bool(written)
