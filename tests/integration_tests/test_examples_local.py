@@ -19,4 +19,6 @@ def test_quickstart_on_the_local_model() -> None:
 def test_rag_on_the_local_model() -> None:
     out = run("rag", "--local", "--max-tokens", "48", "Why is the sky blue?")
     assert "Sources: rayleigh-scattering.md" in out
-    assert "scatter" in out.split("A: ", 1)[1].lower()
+    answer = out.split("A: ", 1)[1].lower()
+    # Sampled at temperature 0.7: the answer draws on the passage, in words that vary from run to run.
+    assert any(word in answer for word in ("scatter", "rayleigh", "wavelength", "molecule")), answer
