@@ -48,16 +48,20 @@ async def test_the_first_token_comes_before_the_proposals_are_complete() -> None
     assert answer.response_metadata["moa"]["staircase"]["rounds"][0]["complete"] is False
 
 
+def _is_the_papers_prompt_with_the_first_chunks(first: list[Any]) -> None:
+    """Round 1, in either layout: the paper's prompt with each proposal's first 8 words, then "Q"."""
+    assert first[0].content == (
+        "Be brief.\n\n" + AGGREGATOR_PROMPT + "".join(f"\n{k + 1}. {_words(8, f'p{k}w')}" for k in range(3))
+    )
+    assert [(m.type, m.text) for m in first[1:]] == [("human", "Q")]
+
+
 async def test_round_one_is_the_papers_prompt_and_later_rounds_only_append() -> None:
     moa, _, aggregator = _moa()
     answer = await moa.ainvoke([SystemMessage("Be brief."), HumanMessage("Q")])
     calls = [c["messages"] for c in aggregator.calls]
     assert len(calls) >= 2
-    first = calls[0]
-    assert first[0].content == (
-        "Be brief.\n\n" + AGGREGATOR_PROMPT + "".join(f"\n{k + 1}. {_words(8, f'p{k}w')}" for k in range(3))
-    )
-    assert [(m.type, m.text) for m in first[1:]] == [("human", "Q")]
+    _is_the_papers_prompt_with_the_first_chunks(calls[0])
     for before, after in itertools.pairwise(calls):
         assert after[: len(before)] == before  # a prefix cache reuses every earlier round
         assert isinstance(after[len(before)], AIMessage)
@@ -93,11 +97,7 @@ async def test_prefill_rounds_append_the_references_and_end_with_the_answer_to_c
     assert answer.response_metadata["moa"]["staircase"]["layout"] == "prefill"
     calls = [c["messages"] for c in aggregator.calls]
     assert len(calls) >= 3
-    first = calls[0]
-    assert first[0].content == (
-        "Be brief.\n\n" + AGGREGATOR_PROMPT + "".join(f"\n{k + 1}. {_words(8, f'p{k}w')}" for k in range(3))
-    )
-    assert [(m.type, m.text) for m in first[1:]] == [("human", "Q")]
+    _is_the_papers_prompt_with_the_first_chunks(calls[0])
     for before, after in itertools.pairwise(calls):
         *earlier, continued = after
         assert isinstance(continued, AIMessage)  # the answer so far, last
