@@ -60,6 +60,10 @@ class ModelEntry(BaseModel):
     """The name of the environment variable holding the key (the key itself never goes in the file)."""
     streaming: StrictBool | None = None
     """Whether the client streams every call (some gateways only stream)."""
+    stream_usage: StrictBool | None = None
+    """Whether a streamed call asks the server for its token usage. On by default wherever the
+    provider's client can ask (langchain-openai asks only on OpenAI's own URL otherwise, and an
+    OpenAI-compatible server then reports no usage); ``false`` for a server that refuses the request."""
     timeout: float | None = Field(default=None, gt=0)
     """The client's own per-request time limit, in seconds."""
     max_retries: int | None = Field(default=None, ge=0)
@@ -79,7 +83,10 @@ class ModelEntry(BaseModel):
         }  # fmt: skip
         if self.api_key_env:
             kwargs["api_key"] = os.environ[self.api_key_env]
-        return init_chat_model(self.model, model_provider=self.provider, **kwargs)
+        model = init_chat_model(self.model, model_provider=self.provider, **kwargs)
+        if "stream_usage" in type(model).model_fields:
+            model.stream_usage = self.stream_usage is not False  # type: ignore[attr-defined]
+        return model
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from langgraph._internal._runnable import RunnableCallable
 from langgraph.runtime import get_runtime
 
 from langchain_moa import aggregation, sync_bridge
+from langchain_moa.cancellation import until_cancelled
 from langchain_moa.conversation import as_chunk, check_conversation, proposer_view
 from langchain_moa.errors import OVERFLOW, AggregatorError, MoAError, aggregator_error, too_few_proposals
 from langchain_moa.events import (
@@ -95,10 +96,15 @@ def _node(
 ) -> RunnableCallable:
     """A graph node running ``afunc``; a sync graph run drives it on the background loop."""
 
-    def func(state: MoAState, config: RunnableConfig) -> dict[str, Any]:
-        return sync_bridge.run(afunc(state, config))
+    async def guarded(state: MoAState, config: RunnableConfig) -> dict[str, Any]:
+        # A cancelled run must stop this node's model calls even where a provider's client loses a
+        # cancel (``cancellation``): the node's work runs in a task that is cancelled until it stops.
+        return await until_cancelled(afunc(state, config))
 
-    return RunnableCallable(func, afunc, name=name, trace=False)  # the node run is traced already
+    def func(state: MoAState, config: RunnableConfig) -> dict[str, Any]:
+        return sync_bridge.run(guarded(state, config))
+
+    return RunnableCallable(func, guarded, name=name, trace=False)  # the node run is traced already
 
 
 def _run_context() -> MoAContext:
@@ -262,6 +268,11 @@ class ProposerNode:
         return proposal
 
 
+def _answered(proposal: Proposal) -> bool:
+    """Whether a proposer's model answered (so that it spent tokens it should have reported)."""
+    return proposal["content"] is not None or (proposal["error"] or "").startswith("EmptyAnswer")
+
+
 def _superstep_id() -> str:
     # Proposers of one layer in one run share a superstep, hence its checkpoint id.
     superstep = get_runtime().execution_info
@@ -369,6 +380,7 @@ class AggregatorNode:
             )
             plan = await strategy.aplan(given)
             if plan.settled is not None:  # no aggregator call needed (``majority``, a function)
+                plan.record["aggregator_called"] = False
                 chunks.append(AIMessageChunk(content=plan.settled))
                 emit(Token(chunk=chunks[-1]))
             elif not strategy.reply_is_answer:  # the reply names a proposal (``select``): that is the answer
@@ -428,12 +440,21 @@ class AggregatorNode:
         layers = [] if reused is not None else [[proposals[n] for n in nodes] for nodes in earlier]
         if last_layer is not None:  # with ``staircase``, the last layer ran beside this node
             layers.append(last_layer)
+        called = record.pop("aggregator_called", True)
         reported = [p["usage"] for layer in layers for p in layer if p["usage"]] + [merged.usage_metadata]
-        usage = functools.reduce(add_usage, [u for u in reported if u]) if any(reported) else None
+        # A call that answered without saying what it spent makes the total unknown, not smaller.
+        missing = [p["node"] for layer in layers for p in layer if p["usage"] is None and _answered(p)]
+        if called and merged.usage_metadata is None:
+            missing.append(AGGREGATOR_NODE)
+        usage = None
+        if any(reported) and not missing:
+            usage = functools.reduce(add_usage, [u for u in reported if u])
         moa: dict[str, Any] = {
             "layers": layers,
             "aggregator": {"model": label, "usage": merged.usage_metadata, "latency_s": round(latency, 4)},
         }
+        if missing:
+            moa["usage_missing"] = missing
         if staircase := record.pop("staircase", None):
             moa["staircase"] = staircase
         if record.get("strategy") != "synthesize":  # the paper's way goes without saying

@@ -152,7 +152,7 @@ class LayerRace:
                     return task.result()
         finally:
             if not task.done():
-                await stop(task)  # the call has really stopped when this returns
+                await stop(task, insist=True)  # the call has really stopped when this returns
 
 
 class TailLatency:

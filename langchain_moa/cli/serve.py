@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,6 +55,14 @@ def serve(
             help="A web origin allowed to call the server from a page (repeat for more; none: no CORS)."
         ),
     ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A name clients may reach the server by (Host header), besides localhost, 127.0.0.1, "
+            "::1 and --host; repeat for more, '*.example.com' for subdomains, '*' for any. Other names "
+            "are refused (a defence against DNS rebinding).",
+        ),
+    ] = None,
     log_format: Annotated[
         str, typer.Option(help="One line per request on stderr: text (key=value) or json.")
     ] = "text",
@@ -82,6 +91,7 @@ def serve(
         "max_body_bytes": int(max_body_mb * 1024 * 1024),
         "body_timeout": body_timeout,
         "cors_origins": list(cors_origin or ()),
+        "allowed_hosts": _allowed_hosts(host, allowed_host or []),
         "log_content": log_content,
         "log_format": log_format,
     }
@@ -128,7 +138,9 @@ def _app(settings: dict[str, Any], configured: Any, api_key: str | None) -> Any:
     from langchain_moa.server.requests import Limits
 
     factories: dict[str, Any] = {settings["name"]: lambda: configured}
-    for preset in PRESETS.values():  # the presets that can run here too, each built on its first request
+    # The presets that can run here too, each built on its first request; a configuration file says
+    # everything that runs, so with one only its MoA is served.
+    for preset in () if settings["choice"].get("config") else PRESETS.values():
         models = [*preset.proposers, preset.aggregator]
         if not any(unavailable_reason(m) for m in models):
             factories.setdefault(f"moa-{preset.name}", lambda p=preset.name: _preset_model(p, preset_fields))
@@ -138,6 +150,7 @@ def _app(settings: dict[str, Any], configured: Any, api_key: str | None) -> Any:
         body_timeout=settings["body_timeout"],
         cors_origins=tuple(settings["cors_origins"]),
         log_content=settings["log_content"],
+        allowed_hosts=tuple(settings["allowed_hosts"]),
     )
     # Replicas behind one address must sign carried proposals with one key (else each its own).
     signing_key = os.environ.get(SIGNING_KEY_VARIABLE, "").encode() or None
@@ -145,6 +158,15 @@ def _app(settings: dict[str, Any], configured: Any, api_key: str | None) -> Any:
     app = create_app(registry, api_key=api_key, limits=limits, signing_key=signing_key)
     app.state.registry = registry
     return app
+
+
+def _allowed_hosts(host: str, named: list[str]) -> list[str]:
+    """The names the server answers to: loopback, the address it listens on, and those the operator
+    named. Listening on every address (0.0.0.0, ::), it also answers to this machine's own name."""
+    from langchain_moa.server.requests import LOOPBACK_HOSTS
+
+    own = [socket.gethostname(), socket.getfqdn()] if host in ("0.0.0.0", "::", "") else [host]
+    return list(dict.fromkeys([*LOOPBACK_HOSTS, *own, *named]))
 
 
 def _preset_model(preset: str, preset_fields: Any) -> Any:

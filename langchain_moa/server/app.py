@@ -22,8 +22,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser
 from starlette.background import BackgroundTask
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from langchain_moa.cancellation import stop
 from langchain_moa.errors import InvalidConversationError, MoAConfigError, MoAError
@@ -37,7 +39,7 @@ from langchain_moa.server.openai_format import (
     stream_chunk,
     usage_of,
 )
-from langchain_moa.server.requests import Limits, Refused, ResponseFormat, parse, read_body
+from langchain_moa.server.requests import ChatRequest, Limits, Refused, ResponseFormat, parse, read_body
 from langchain_moa.server.signing import ProposalSigner
 
 if TYPE_CHECKING:
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
 
     from langchain_moa.chat_models import MoAChatModel
 
-__all__ = ["ModelRegistry", "create_app"]
+__all__ = ["HostCheck", "ModelRegistry", "create_app"]
 
 _T = TypeVar("_T")
 Publish = Callable[[dict[str, Any] | None], dict[str, Any] | None]
@@ -164,14 +166,23 @@ def create_app(
     replicas behind one address must share one)."""
     limits = limits or Limits()
     signer = ProposalSigner(signing_key)
-    app = FastAPI(title="langchain-moa", docs_url=None, redoc_url=None, openapi_url=None)
-    expected = f"Bearer {api_key}".encode() if api_key else None
+    app = FastAPI(title="langchain-moa", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    expected = api_key.encode() if api_key else None
     if limits.cors_origins:
         headers = ["authorization", "content-type"]
         app.add_middleware(
             CORSMiddleware, allow_origins=list(limits.cors_origins), allow_methods=["GET", "POST"],
             allow_headers=headers,
         )  # fmt: skip
+
+    app.add_middleware(HostCheck, allowed=limits.allowed_hosts)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, error: Exception) -> Response:
+        # A defect of ours still answers in OpenAI's shape (a client reads it; the connection lives on).
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=error)
+        return _error(500, f"the server failed: {type(error).__name__}", kind="server_error")
 
     @app.exception_handler(StarletteHTTPException)
     async def not_found(request: Request, error: StarletteHTTPException) -> Response:
@@ -182,8 +193,10 @@ def create_app(
     # Checked in each endpoint, not in an HTTP middleware: Starlette's middleware wraps the request's
     # messages and would hide a client's disconnect from a streaming answer.
     def refused(request: Request) -> Response | None:
-        given = request.headers.get("authorization", "").encode()
-        if expected is not None and not hmac.compare_digest(given, expected):
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if expected is not None and not (
+            scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
+        ):  # the scheme is case-insensitive (RFC 9110); the key is compared in constant time
             return _error(401, "Incorrect or missing API key: send it as 'Authorization: Bearer <key>'",
                           kind="invalid_request_error", code="invalid_api_key")  # fmt: skip
         return None
@@ -198,7 +211,7 @@ def create_app(
         ]
         return JSONResponse({"object": "list", "data": data})
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", openapi_extra=_CHAT_OPENAPI)
     async def chat(request: Request) -> Response:
         log = RequestLog(request.method, request.url.path, content=limits.log_content)
         response = await _chat(request, log)
@@ -212,9 +225,12 @@ def create_app(
     async def _chat(request: Request, log: RequestLog) -> Response:
         if refusal := refused(request):
             return refusal
+        body = b""
         try:
-            chat_request = parse(await read_body(request, limits))
+            body = await read_body(request, limits)
+            chat_request = parse(body)
         except Refused as refusal:
+            log.model = _model_named(body)  # the log says which model a refused request asked for
             return _error(refusal.status, str(refusal), kind="invalid_request_error", param=refusal.param,
                           code=refusal.code)  # fmt: skip
         except ClientDisconnect:
@@ -254,7 +270,7 @@ def create_app(
                 """The ``moa`` record a client sees: signed, and saying which carried ones were ignored."""
                 if moa is not None and ignored:
                     moa = {**moa, "ignored_carried_proposals": ignored}
-                return signer.sign(moa)
+                return signer.sign(moa, chat_request.transcript())
 
             client = _Client(request)
             if chat_request.structured:  # the whole answer first: it is checked before it is sent
@@ -294,6 +310,77 @@ def create_app(
             return _error(502, str(error), kind="moa_error", code="moa_run_failed")
 
     return app
+
+
+def _model_named(body: bytes) -> str | None:
+    """The ``model`` a body names, if it is JSON enough to say."""
+    try:
+        model = json.loads(body).get("model")
+    except (ValueError, AttributeError):
+        return None
+    return model if isinstance(model, str) else None
+
+
+class HostCheck:
+    """Refuses a request whose ``Host`` is not one of the server's own names (``Limits.allowed_hosts``),
+    in OpenAI's error shape: a web page on a name rebound to this machine's address (DNS rebinding)
+    can neither use the server nor read its answers. A plain ASGI middleware: a streaming answer still
+    hears its client leave."""
+
+    def __init__(self, app: ASGIApp, allowed: tuple[str, ...]) -> None:
+        self.app = app
+        self.any = "*" in allowed
+        self.names = {name.lower().strip("[]") for name in allowed if not name.startswith("*")}
+        self.suffixes = tuple(name[1:].lower() for name in allowed if name.startswith("*."))
+
+    def allows(self, host: str) -> bool:
+        name = host.lower()
+        if name.startswith("["):  # an IPv6 address, with or without a port
+            name = name[1:].partition("]")[0]
+        elif name.count(":") == 1:  # a name or an IPv4 address with a port
+            name = name.partition(":")[0]
+        return self.any or name in self.names or name.endswith(self.suffixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = Headers(scope=scope).get("host", "")
+            if not self.allows(host):
+                message = (
+                    f"the Host {host[:100]!r} is not a name of this server; the operator can allow it "
+                    "with `moa serve --allowed-host NAME`"
+                )
+                response = _error(400, message, kind="invalid_request_error", code="host_not_allowed")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+_CHAT_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatRequest"}}},
+    },
+    "responses": {
+        "200": {"description": "The answer (a JSON completion, or server-sent events with stream=true)."},
+        "400": {"description": "A bad request; the field is named in error.param."},
+    },
+}
+"""The chat endpoint reads its body itself (within the server's limits), so FastAPI cannot infer the
+schema: it is ``ChatRequest``'s, declared here for API tools (schemathesis, generated clients)."""
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with ``ChatRequest``'s schema and the models it refers to."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        body = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(body.pop("$defs", {}))
+        components["ChatRequest"] = body
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 async def _structured(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -77,17 +78,24 @@ class RequestLog:
         logger.info("%s %s", self.method, self.path, extra={"moa_request": self.record()})
 
 
+_PLAIN = re.compile(r"[\w.:/@+-]+")
+"""A value written as it is; anything else (a space, a newline, a quote) is written as a JSON string, so
+that a value a client chose (the model's name, the path) can never start a line of its own."""
+
+
+def _value(value: Any) -> str:
+    if not isinstance(value, str):  # numbers, null, the logged messages: JSON, which has no line breaks
+        return json.dumps(value, ensure_ascii=True)
+    return value if _PLAIN.fullmatch(value) else json.dumps(value, ensure_ascii=True)
+
+
 class _Text(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "moa_request", None)
         if fields is None:
             return super().format(record)
-        head = f"{self.formatTime(record)} {fields['method']} {fields['path']}"
-        rest = " ".join(
-            f"{k}={json.dumps(v, ensure_ascii=False) if k in ('messages', 'answer') else v}"
-            for k, v in fields.items()
-            if k not in ("method", "path")
-        )
+        head = f"{self.formatTime(record)} {fields['method']} {_value(fields['path'])}"
+        rest = " ".join(f"{k}={_value(v)}" for k, v in fields.items() if k not in ("method", "path"))
         return f"{head} {rest}"
 
 

@@ -41,9 +41,13 @@ from starlette.requests import Request
 from langchain_moa.options import per_request_options
 from langchain_moa.server.signing import ProposalSigner
 
-__all__ = ["ChatRequest", "Limits", "Refused", "ResponseFormat", "ToolSpec", "parse", "read_body"]
+__all__ = ["LOOPBACK_HOSTS", "MAX_TOKENS", "ChatRequest", "Limits", "Refused", "ResponseFormat", "ToolSpec", "parse", "read_body"]
 
-Tokens = Annotated[StrictInt, Field(ge=1)]
+MAX_TOKENS = 1_000_000
+"""The most tokens an answer may be asked for: above any model's output limit, far below what would
+overflow a provider's integer (a larger value is a client's mistake, refused before it goes upstream)."""
+
+Tokens = Annotated[StrictInt, Field(ge=1, le=MAX_TOKENS)]
 Number = StrictInt | StrictFloat
 
 
@@ -67,6 +71,22 @@ class _ImagePart(_Strict):
 
 
 Content = StrictStr | list[Annotated[_TextPart | _ImagePart, Field(discriminator="type")]]
+
+
+def _content(content: Content) -> str | list[str | dict[str, Any]]:
+    """A message's content as LangChain takes it: a string as is, parts as LangChain content blocks
+    (text parts as text, images as OpenAI's ``image_url`` parts, which every LangChain chat model
+    reads). Nothing is joined or dropped: each part reaches the models as the client sent it."""
+    if isinstance(content, str):
+        return content
+    return [part.model_dump(exclude_none=True) for part in content]
+
+
+def _text_only(content: Content) -> Content:
+    """Content that must be text (system and tool messages, as in OpenAI's API)."""
+    if not isinstance(content, str) and (kinds := [p.type for p in content if p.type != "text"]):
+        raise ValueError(f"a {kinds[0]!r} part cannot be sent in this message: only text parts can")
+    return content
 
 
 class _Function(_Strict):
@@ -95,8 +115,10 @@ class _System(_Strict):
     role: Literal["system", "developer"]
     content: Content
 
+    _text = field_validator("content")(_text_only)
+
     def message(self) -> BaseMessage:
-        return SystemMessage(content=self.content)  # type: ignore[arg-type]
+        return SystemMessage(content=_content(self.content))
 
 
 class _User(_Strict):
@@ -104,12 +126,18 @@ class _User(_Strict):
     content: Content
 
     def message(self) -> BaseMessage:
-        return HumanMessage(content=self.content)  # type: ignore[arg-type]
+        return HumanMessage(content=_content(self.content))
 
 
 class _Assistant(_Strict):
     role: Literal["assistant"]
     content: Content | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _text(cls, content: Content | None) -> Content | None:
+        return None if content is None else _text_only(content)
+
     tool_calls: list[_ToolCall] | None = None
     moa: Any = None
     """The ``moa`` record this server returned with the answer, carried back (``fanout="turn"``):
@@ -121,7 +149,8 @@ class _Assistant(_Strict):
             for c in self.tool_calls or []
         ]
         metadata = {"moa": moa} if moa else {}
-        return AIMessage(content=self.content or "", tool_calls=calls, response_metadata=metadata)  # type: ignore[arg-type]
+        content = _content(self.content) if self.content is not None else ""
+        return AIMessage(content=content, tool_calls=calls, response_metadata=metadata)
 
 
 class _Tool(_Strict):
@@ -129,8 +158,10 @@ class _Tool(_Strict):
     content: Content
     tool_call_id: StrictStr
 
+    _text = field_validator("content")(_text_only)
+
     def message(self) -> BaseMessage:
-        return ToolMessage(content=self.content, tool_call_id=self.tool_call_id)  # type: ignore[arg-type]
+        return ToolMessage(content=_content(self.content), tool_call_id=self.tool_call_id)
 
 
 Message = Annotated[_System | _User | _Assistant | _Tool, Field(discriminator="role")]
@@ -229,6 +260,15 @@ class ChatRequest(_Strict):
             raise ValueError("response_format cannot be combined with tools here: give one of them")
         return self
 
+    def unoffered_tool(self) -> str | None:
+        """Why ``tool_choice`` cannot be honoured: it names a tool that ``tools`` does not offer."""
+        if not isinstance(self.tool_choice, _NamedToolChoice):
+            return None
+        offered = [tool.function.name for tool in self.tools or []]
+        if (name := self.tool_choice.function.name) in offered:
+            return None
+        return f"tool_choice names the tool {name!r}, which tools does not offer ({', '.join(offered) or 'none'})"
+
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
@@ -247,11 +287,16 @@ class ChatRequest(_Strict):
             if not isinstance(message, _Assistant) or message.moa is None:
                 messages.append(message.message())
                 continue
-            record, reason = signer.verify(message.moa)
+            record, reason = signer.verify(message.moa, self.transcript(number))
             if reason:
                 ignored.append({"message": number, "reason": reason})
             messages.append(message.message(record))
         return messages, ignored
+
+    def transcript(self, until: int | None = None) -> list[dict[str, Any]]:
+        """The messages before ``until`` (all by default) as the client sent them, without the ``moa``
+        records they carry: what a signature binds carried proposals to."""
+        return [m.model_dump(mode="json", exclude={"moa"}, exclude_none=True) for m in self.messages[:until]]
 
     def call_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the MoA call: sampling for every model; stop and tools for the aggregator
@@ -280,6 +325,10 @@ class ChatRequest(_Strict):
 # -- what reaches the server, before it is a request --------------------------------------------
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+"""The names of this machine that no other machine can make a browser use."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one request may cost the server before any model runs, and who may call it from a page."""
@@ -292,6 +341,9 @@ class Limits:
     """Web origins allowed to call the server from a page (none: no CORS headers at all)."""
     log_content: bool = False
     """Log each request's messages and answer too (never by default)."""
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    """The names a request's ``Host`` may give (a port aside): a page on another name that resolves
+    to this server (DNS rebinding) is refused. ``"*"`` allows any; ``"*.example.com"`` its subdomains."""
 
 
 class Refused(Exception):
@@ -332,13 +384,16 @@ async def read_body(request: Request, limits: Limits) -> bytes:
 def parse(body: bytes) -> ChatRequest:
     """The request, checked by its one model (JSON syntax, UTF-8 and nesting depth included)."""
     try:
-        return ChatRequest.model_validate_json(body)
+        request = ChatRequest.model_validate_json(body)
     except ValidationError as error:
         problem = error.errors(include_url=False)[0]
         if problem["type"] == "json_invalid":
             raise Refused(400, f"the body is not valid JSON: {problem['msg']}") from None
         param = _param(problem["loc"], json.loads(body), missing=problem["type"] == "missing")
         raise Refused(400, f"{param or 'the body'}: {problem['msg']}", param=param) from None
+    if reason := request.unoffered_tool():
+        raise Refused(400, reason, param="tool_choice")
+    return request
 
 
 def _param(loc: tuple[int | str, ...], data: Any, *, missing: bool) -> str | None:

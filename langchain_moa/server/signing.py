@@ -4,9 +4,10 @@ With ``fanout="turn"`` the later calls of a turn reuse the proposals of the turn
 which travel in the conversation: the server returns them in the answer's ``moa`` record, and a
 client gives that record back on the assistant message (``{"role": "assistant", ..., "moa": {...}}``).
 Since a proposal becomes part of the aggregator's prompt, a client must not be able to make one up:
-the server signs each record it returns (HMAC-SHA256 over its proposals, with a key of its own) and
-a carried record whose signature is missing or wrong, or whose shape is not a record's, is ignored,
-so the proposers run again, and the answer says so. In Python, carried proposals are the caller's
+the server signs each record it returns (HMAC-SHA256, with a key of its own, over its proposals and the
+conversation they answered) and a carried record whose signature is missing or wrong, whose shape is
+not a record's, or which was signed for another conversation (a record replayed elsewhere would skip
+the proposers there) is ignored, so the proposers run again, and the answer says so. In Python, carried proposals are the caller's
 own conversation and are trusted as it is.
 """
 
@@ -38,18 +39,21 @@ class ProposalSigner:
     def __init__(self, key: bytes | None = None) -> None:
         self._key = key or secrets.token_bytes(32)  # one per process unless the replicas share one
 
-    def _digest(self, proposals: list[Any]) -> str:
-        canonical = json.dumps(proposals, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    def _digest(self, proposals: list[Any], conversation: list[Any]) -> str:
+        signed = {"proposals": proposals, "conversation": conversation}
+        canonical = json.dumps(signed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hmac.new(self._key, canonical.encode(), hashlib.sha256).hexdigest()
 
-    def sign(self, moa: dict[str, Any] | None) -> dict[str, Any] | None:
-        """The record with the signature of its final-layer proposals (what a later call may reuse)."""
+    def sign(self, moa: dict[str, Any] | None, conversation: list[Any]) -> dict[str, Any] | None:
+        """The record with the signature of its final-layer proposals (what a later call may reuse)
+        for ``conversation``, the messages they answered (as the client sent them, records aside)."""
         if not moa:
             return moa
-        return {**moa, "signature": self._digest(final_proposals(moa))}
+        return {**moa, "signature": self._digest(final_proposals(moa), conversation)}
 
-    def verify(self, moa: Any) -> tuple[dict[str, Any] | None, str | None]:
-        """The carried record if this server signed it as it is, else ``None`` and why it is ignored."""
+    def verify(self, moa: Any, conversation: list[Any]) -> tuple[dict[str, Any] | None, str | None]:
+        """The carried record if this server signed it as it is for ``conversation`` (the messages
+        before the one carrying it), else ``None`` and why it is ignored."""
         if not isinstance(moa, dict):
             return None, "malformed: the moa record is not an object"
         try:
@@ -61,8 +65,11 @@ class ProposalSigner:
         signature = moa.get("signature")
         if not isinstance(signature, str):
             return None, "unsigned: the moa record carries no signature of this server"
-        if not hmac.compare_digest(signature, self._digest(proposals)):
-            return None, "forged: the moa record's signature does not match its proposals"
+        if not hmac.compare_digest(signature, self._digest(proposals, conversation)):
+            return None, (
+                "forged or replayed: the moa record's signature does not match its proposals and the "
+                "conversation before it"
+            )
         return {"layers": [proposals]}, None
 
 
