@@ -4,6 +4,7 @@ it, standing for a vLLM or LiteLLM server a team runs. Each says in its answer w
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -30,13 +31,35 @@ class Endpoint:
         self.server.should_exit = True
 
 
-def serve_in_thread(app: Any) -> tuple[str, uvicorn.Server]:
-    """``app`` on a real uvicorn server on a free loopback port, in a daemon thread: its root URL."""
+def free_port() -> int:
+    """A loopback port free now (for a server in another process, which binds it itself)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, process: subprocess.Popen[str], seconds: float = 60) -> None:
+    """Wait until ``process`` listens on ``port``; fail with its output if it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            _, err = process.communicate()
+            raise AssertionError(f"the server did not start on port {port}: {err[-2000:]}")
+        time.sleep(0.1)
+
+
+def serve_in_thread(app: Any) -> tuple[str, uvicorn.Server]:
+    """``app`` on a real uvicorn server on a free loopback port, in a daemon thread: its root URL.
+    The socket is bound here and handed to the server, so no other process can take the port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
     deadline = time.monotonic() + 30
     while not server.started:
         assert time.monotonic() < deadline, "the server did not start"

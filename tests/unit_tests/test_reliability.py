@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -12,7 +13,8 @@ import tracemalloc
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from langchain_moa import AggregatorError, MoAChatModel, MoAError
 from langchain_moa.fakes import BrokenStream, CallTally, Delayed, Reply, ScriptedChatModel
@@ -170,17 +172,19 @@ async def test_abandoning_a_stream_stops_the_aggregator() -> None:
 @pytest.mark.parametrize("turns_between", range(8))
 async def test_a_stream_reader_cancelled_twice_leaves_no_model_call_running(turns_between: int) -> None:
     # anyio and Starlette cancel a response's task again while it cleans up after a client left.
-    tally = CallTally()
+    proposer_tally, tally = CallTally(), CallTally()
     aggregator = ScriptedChatModel(answer=" ".join(["word"] * 200), token_delay=0.01, tally=tally)
-    moa = MoAChatModel(proposers=[ScriptedChatModel(answer="idea", tally=tally)], aggregator=aggregator)
+    proposer = ScriptedChatModel(answer="idea", tally=proposer_tally)
+    moa = MoAChatModel(proposers=[proposer], aggregator=aggregator)
 
     async def read() -> None:
         async for _chunk in moa.astream("hi"):
             pass
 
     readers = [asyncio.ensure_future(read()) for _ in range(50)]
-    while aggregator.tally.running < 50:  # every aggregator is streaming
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(30):
+        while tally.running < 50:  # every aggregator is streaming (the proposers have answered)
+            await asyncio.sleep(0.01)
     for reader in readers:
         reader.cancel()
     for _ in range(turns_between):
@@ -190,7 +194,49 @@ async def test_a_stream_reader_cancelled_twice_leaves_no_model_call_running(turn
     await asyncio.gather(*readers, return_exceptions=True)
     await asyncio.sleep(0.05)
     assert (tally.running, tally.cancelled) == (0, 50)
+    assert (proposer_tally.finished, proposer_tally.cancelled) == (50, 0)
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+class _LosesACancel(ScriptedChatModel):
+    """Streams as a provider's client does on Python 3.11: it waits for each chunk under
+    ``asyncio.wait_for``, which swallows a cancel that lands as the chunk arrives. Here the first cancel
+    is always lost that way; a cancel sent again stops it."""
+
+    lost: int = 0
+
+    async def _astream(self, *args: Any, **kwargs: Any) -> Any:
+        with self.tally.call():
+            for i in range(400):
+                try:
+                    await asyncio.sleep(0.01)
+                except asyncio.CancelledError:
+                    if self.lost:  # the second cancel lands
+                        raise
+                    self.lost += 1  # the first one is lost: the chunk arrived at the same time
+                yield ChatGenerationChunk(message=AIMessageChunk(content=f" w{i}"))
+
+    async def _agenerate(self, *args: Any, **kwargs: Any) -> ChatResult:  # a proposer's call
+        text = "".join([chunk.text async for chunk in self._astream(*args, **kwargs)])
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+
+@pytest.mark.parametrize("role", ["proposer", "aggregator"])
+async def test_a_model_call_that_loses_a_cancel_is_still_stopped(role: str) -> None:
+    losing = _LosesACancel(model_name="loses")
+    other = ScriptedChatModel(answer="idea")
+    moa = MoAChatModel(proposers=[losing if role == "proposer" else other], aggregator=losing if role == "aggregator" else other)
+    call = asyncio.ensure_future(moa.ainvoke("hi"))
+    async with asyncio.timeout(30):
+        while not losing.tally.running:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    call.cancel()
+    async with asyncio.timeout(2):  # the model streams for 4 s if its cancel stays lost
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+    assert losing.lost == 1
+    assert (losing.tally.running, losing.tally.cancelled) == (0, 1)
 
 
 async def test_breaking_out_of_astream_is_silent(caplog: pytest.LogCaptureFixture) -> None:
