@@ -167,7 +167,7 @@ def create_app(
     limits = limits or Limits()
     signer = ProposalSigner(signing_key)
     app = FastAPI(title="langchain-moa", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, registry.names())  # type: ignore[method-assign]
     expected = api_key.encode() if api_key else None
     if limits.cors_origins:
         headers = ["authorization", "content-type"]
@@ -201,7 +201,7 @@ def create_app(
                           kind="invalid_request_error", code="invalid_api_key")  # fmt: skip
         return None
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses={"default": _CHAT_OPENAPI["responses"]["default"]})
     async def models(request: Request) -> Response:
         if refusal := refused(request):
             return refusal
@@ -316,7 +316,7 @@ def _model_named(body: bytes) -> str | None:
     """The ``model`` a body names, if it is JSON enough to say."""
     try:
         model = json.loads(body).get("model")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, nested too deep
         return None
     return model if isinstance(model, str) else None
 
@@ -361,16 +361,43 @@ _CHAT_OPENAPI: dict[str, Any] = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatRequest"}}},
     },
     "responses": {
-        "200": {"description": "The answer (a JSON completion, or server-sent events with stream=true)."},
-        "400": {"description": "A bad request; the field is named in error.param."},
+        "200": {
+            "description": "The answer: a chat.completion, or server-sent chunks with stream=true.",
+            "content": {"application/json": {}, "text/event-stream": {}},
+        },
+        "499": {"description": "The client left before the answer (nothing is sent)."},
+        "default": {
+            "description": "An error in OpenAI's shape; a bad field is named in error.param.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAIError"}}},
+        },
     },
 }
 """The chat endpoint reads its body itself (within the server's limits), so FastAPI cannot infer the
 schema: it is ``ChatRequest``'s, declared here for API tools (schemathesis, generated clients)."""
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document, with ``ChatRequest``'s schema and the models it refers to."""
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string", "minLength": 1},
+                "type": {"type": "string"},
+                "param": _NULLABLE_STRING,
+                "code": _NULLABLE_STRING,
+            },
+        }
+    },
+}
+
+
+def _openapi(app: FastAPI, models: list[str]) -> dict[str, Any]:
+    """The OpenAPI document, with ``ChatRequest``'s schema and the models it refers to; ``model`` is
+    one of the ``models`` served (any other is a 404)."""
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
 
@@ -378,7 +405,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         body = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(body.pop("$defs", {}))
+        body["properties"]["model"] = {"type": "string", "enum": models, "title": "Model"}
         components["ChatRequest"] = body
+        components["OpenAIError"] = _ERROR_SCHEMA
         app.openapi_schema = schema
     return app.openapi_schema
 

@@ -161,7 +161,7 @@ def test_a_stalled_body_times_out_with_408_and_no_traceback(
     for _ in range(10):
         connection = socket.create_connection(("127.0.0.1", served.port))
         connection.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             + f"Authorization: Bearer {KEY}\r\nContent-Length: 200\r\n\r\n".encode()
             + b'{"model": "moa-quick", "mess'  # and then nothing more
         )
@@ -369,7 +369,7 @@ def test_each_request_is_one_log_line_without_the_key_or_the_content(
     assert [(r["status"], r["model"]) for r in lines[-3:]] == [
         (200, "moa-quick"),
         (200, "moa-quick"),
-        (400, None),
+        (400, "moa-quick"),  # a refused request still says which model it asked for
     ]
     assert all(r["tokens"] > 0 and r["ttft_s"] is not None for r in lines[-3:-1])
     text = json.dumps(lines)
@@ -409,3 +409,109 @@ def test_no_request_gives_a_500(served: Served, body: dict[str, Any]) -> None:
     assert response.status_code in (200, 400, 404), response.text
     if response.status_code != 200:
         _is_openai_error(response)
+
+
+# -- what real clients send -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        [{"role": "system", "content": [{"type": "text", "text": "Be brief."}]}, {"role": "user", "content": "hi"}],
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [{"type": "text", "text": "Hello."}]},
+         {"role": "user", "content": [{"type": "text", "text": "and"}, {"type": "text", "text": " again"}]}],
+        [{"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                      {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}],
+    ],
+)  # fmt: skip
+def test_content_parts_are_answered_on_a_connection_that_lives_on(served: Served, messages: list[Any]) -> None:
+    with httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as http:
+        for body in (_body(messages=messages), _body()):  # the same keep-alive connection, twice
+            response = http.post("/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
+            assert response.status_code == 200, response.text
+            assert response.json()["choices"][0]["message"]["content"] == "An answer."
+
+
+@pytest.mark.parametrize("role", ["system", "assistant", "tool"])
+def test_an_image_where_only_text_may_go_is_400_naming_the_part(served: Served, role: str) -> None:
+    part = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    message: dict[str, Any] = {"role": role, "content": [part]} | ({"tool_call_id": "c1"} if role == "tool" else {})
+    response = served.post(_body(messages=[message, {"role": "user", "content": "hi"}]))
+    assert response.status_code == 400
+    error = _is_openai_error(response)
+    assert error["param"] == "messages.0.content" and "'image_url' part" in error["message"]
+
+
+def test_an_image_for_a_model_that_takes_none_is_400_naming_the_model() -> None:
+    from langchain_core.messages import HumanMessage
+
+    from langchain_moa.errors import InvalidConversationError
+
+    blind = ScriptedChatModel(answer="idea", model_name="blind", profile={"image_inputs": False})
+    moa = MoAChatModel(proposers=[blind], aggregator=ScriptedChatModel(answer="x"))
+    image = HumanMessage(content=[{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}])
+    with pytest.raises(InvalidConversationError, match="image_url content, which blind does not accept"):
+        moa.invoke([image])
+
+
+def test_a_page_on_a_rebound_name_is_refused(served: Served) -> None:
+    refused = served.post(_body(), Host="rebind.attacker.example")
+    assert refused.status_code == 400 and _is_openai_error(refused)["code"] == "host_not_allowed"
+    for host in (f"localhost:{served.port}", f"127.0.0.1:{served.port}"):
+        assert served.post(_body(), Host=host).status_code == 200
+
+
+def test_allowed_hosts_name_and_subdomain_rules() -> None:
+    from langchain_moa.server.app import HostCheck
+
+    check = HostCheck(None, ("localhost", "127.0.0.1", "::1", "moa.lan", "*.corp.example"))  # type: ignore[arg-type]
+    allowed = ["localhost", "LOCALHOST:8000", "127.0.0.1:1", "[::1]:8000", "::1", "moa.lan:80", "a.corp.example"]
+    refused = ["", "evil.example", "localhost.evil.example", "corp.example", "moa.lan.evil", "[::2]:80"]
+    assert [check.allows(h) for h in allowed] == [True] * len(allowed)
+    assert [check.allows(h) for h in refused] == [False] * len(refused)
+    assert HostCheck(None, ("*",)).allows("anything.example")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+def test_the_bearer_scheme_is_case_insensitive(served: Served, scheme: str) -> None:
+    assert served.post(_body(), Authorization=f"{scheme} {KEY}").status_code == 200
+    assert served.post(_body(), Authorization=f"{scheme} wrong-{KEY}").status_code == 401
+    assert served.post(_body(), Authorization=f"Basic {KEY}").status_code == 401
+
+
+def test_signed_proposals_do_not_replay_into_another_conversation(served: Served) -> None:
+    first = served.post(_body(model="moa-turn", messages=[{"role": "user", "content": "Q"}])).json()
+    before = served.turn_tally.finished
+    elsewhere = _tool_turn(first["moa"])
+    elsewhere[0]["content"] = "another question"
+    reply = served.post(_body(model="moa-turn", messages=elsewhere)).json()
+    assert reply["moa"]["ignored_carried_proposals"][0]["reason"].startswith("forged or replayed")
+    assert "reused_proposals" not in reply["moa"] and served.turn_tally.finished == before + 1
+
+
+def test_a_client_chosen_value_cannot_forge_a_log_line(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    configure("text")
+    served.post(json.dumps({"model": "x\nFAKE status=200", "messages": [{"role": "user", "content": "Hi"}]}))
+    time.sleep(0.2)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "/v1/chat/completions" in line or "FAKE" in line]
+    assert len(lines) == 1 and not lines[0].startswith("FAKE")
+    assert 'model="x\\nFAKE status=200"' in lines[0] and "status=404" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"max_tokens": 2**63}, "max_tokens"),
+        ({"max_completion_tokens": 1_000_001}, "max_completion_tokens"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}],
+          "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
+        ({"tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
+    ],
+)  # fmt: skip
+def test_values_no_model_can_honour_are_400_naming_the_field(
+    served: Served, fields: dict[str, Any], param: str
+) -> None:
+    response = served.post(_body(**fields))
+    assert response.status_code == 400
+    assert _is_openai_error(response)["param"] == param
