@@ -67,13 +67,19 @@ class View:
 
     def __enter__(self) -> View:
         if self.live_enabled:
-            self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False)
+            # The live view wraps its lines itself: with soft wrap, a terminal would cut each line at
+            # its width and never show the rest.
+            self.soft_wrap, self.console.soft_wrap = self.console.soft_wrap, False
+            self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=True)
             self.live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.live is not None:
             self.live.__exit__(None, None, None)
+            # The last view printed for good: a live view taller than the window is cut to fit it.
+            self.console.print(self._render())
+            self.console.soft_wrap = self.soft_wrap
 
     def __call__(self, event: MoAEvent) -> None:
         from langchain_moa.events import ProposalChunk, ProposalReady, ProposerStarted, Token
