@@ -3,7 +3,7 @@ app of the same shape, and the MoA graph on LangGraph's Agent Server (Postgres a
 workers) against the same graph on `langgraph dev`.
 
     apt-get install wrk postgresql redis-server
-    python -m venv .venv-cluster && .venv-cluster/bin/pip install -e ".[cluster]"
+    python3 -m venv .venv-cluster && .venv-cluster/bin/pip install -e ".[cluster]"
     python benchmarks/scale.py           # writes SCALE.md and scale-results.json beside this file
 
 Scripted models answer at once everywhere, so what is measured is the servers and the engine.
@@ -198,7 +198,7 @@ def report(results: dict[str, Any]) -> str:
 
 def main() -> None:
     if not CLUSTER_PYTHON.exists():
-        raise SystemExit(f'needs the cluster environment: python -m venv .venv-cluster && .venv-cluster/bin/pip '
+        raise SystemExit(f'needs the cluster environment: python3 -m venv .venv-cluster && .venv-cluster/bin/pip '
                          f'install -e ".[cluster]" (no {CLUSTER_PYTHON})')  # fmt: skip
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     results = {"date": time.strftime("%Y-%m-%d"), "cores": _cores(), "seconds": seconds}

@@ -181,8 +181,29 @@ def worker(args: argparse.Namespace) -> None:
     config = Path(args.config).resolve()
     os.chdir(config.parent)  # the graphs' paths in langgraph.json are relative to it
     os.environ.setdefault("LOG_JSON", "true")  # one JSON object per log line, for any log shipper
+    # The runtime pins its langgraph-api: the server's "upgrade now" notice would break it if followed.
+    os.environ.setdefault("LANGGRAPH_NO_VERSION_CHECK", "true")
     serve = ["serve", "--host", args.host, "--port", str(args.port), "--config", str(config)]
     os.execv(langhost, [langhost, *serve, "--database-uri", database_uri, "--redis-uri", redis_uri])
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _answers(url: str) -> bool:
+    """Whether the worker at ``url`` answers its health check."""
+    with (
+        contextlib.suppress(urllib.error.URLError, OSError),
+        urllib.request.urlopen(f"{url}/ok", timeout=2) as reply,
+    ):
+        return bool(reply.status == 200)
+    return False
 
 
 def start_worker(cluster: Cluster, index: int, config: Path, env: dict[str, str]) -> int:
@@ -331,7 +352,12 @@ def main(argv: list[str] | None = None) -> int:
         elif (running := Cluster.load(directory)) is None:
             print(f"no cluster of {directory} is up")
         else:
-            print(json.dumps(asdict(running) | {"urls": running.urls, "database_uri": running.database_uri,
+            workers = [
+                {"url": url, "pid": pid, "running": _alive(pid) and _answers(url)}
+                for url, pid in zip(running.urls, running.worker_pids, strict=True)
+            ]
+            print(json.dumps(asdict(running) | {"urls": running.urls, "workers": workers,
+                                                "database_uri": running.database_uri,
                                                 "redis_uri": running.redis_uri}, indent=2))  # fmt: skip
     except ClusterError as error:
         print(f"cluster: error: {error}", file=sys.stderr)

@@ -43,7 +43,8 @@ async def stop(task: asyncio.Future[Any], *, insist: bool = False) -> None:
     task.cancel()
     while not task.done():
         try:
-            await asyncio.wait({task}, timeout=RECANCEL_AFTER if insist else None)  # a cancel of ours stays ours
+            # Unlike ``await task``, a cancel of ours stays ours.
+            await asyncio.wait({task}, timeout=RECANCEL_AFTER if insist else None)
         except asyncio.CancelledError:
             interrupted = True
         if insist and not task.done():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ from pydantic import BaseModel, Field, create_model
 
 from langchain_moa.aggregation import STRATEGIES
 from langchain_moa.errors import MoAConfigError
+from langchain_moa.extras import install_command
 from langchain_moa.graph import MoAGraph, build_moa_graph
 from langchain_moa.models import split_model_string
 from langchain_moa.options import MoAOptions, option_names
@@ -58,10 +60,12 @@ MoAConfiguration: type[BaseModel] = create_model(
 def _default_preset() -> str:
     if importlib.util.find_spec("xllamacpp") is not None:
         return "local"
+    # Named with this interpreter: a server often runs in an environment of its own (.venv-cluster).
     msg = (
-        "the MoA graph's default is the embedded local preset, whose backend is not installed: "
-        'pip install "langchain-moa[local]", or configure another preset (e.g. "together" with '
-        "TOGETHER_API_KEY set) in the assistant's configurable"
+        "the MoA graph's default is the embedded local preset, whose backend is not installed in the "
+        f"server's environment ({sys.prefix}): {sys.executable} -m {install_command('local')}, or "
+        'configure another preset (e.g. "together" with TOGETHER_API_KEY set) in the assistant\'s '
+        "configurable, or a configuration file (MOA_CONFIG)"
     )
     raise MoAConfigError(msg)
 

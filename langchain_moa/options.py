@@ -10,7 +10,7 @@ Example:
     >>> MoAOptions(proposers=["openai:gpt-4o-mini"], aggregator="openai:gpt-4o", temperature=-1)
     Traceback (most recent call last):
     ...
-    langchain_moa.errors.MoAConfigError: temperature must be a number >= 0 or None (each model's own), got -1
+    langchain_moa.errors.MoAConfigError: temperature must be a number >= 0, or unset (each model's own), ...
 """
 
 from __future__ import annotations
@@ -78,13 +78,13 @@ else:
 
 Seconds = Annotated[
     float | None,
-    _rule(lambda v: _is_number(v) and v > 0, "a positive number of seconds or None (no limit)"),
+    _rule(lambda v: _is_number(v) and v > 0, "a positive number of seconds, or unset (no limit)"),
 ]
 Tokens = Annotated[
-    int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1 or None (each model's own limit)")
+    int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1, or unset (each model's own limit)")
 ]
 Temperature = Annotated[
-    float | None, _rule(lambda v: _is_number(v) and v >= 0, "a number >= 0 or None (each model's own)")
+    float | None, _rule(lambda v: _is_number(v) and v >= 0, "a number >= 0, or unset (each model's own)")
 ]
 
 
@@ -98,7 +98,8 @@ class MoAOptions(BaseModel):
     or bare Together model names (e.g. ``"Qwen/Qwen2.5-72B-Instruct-Turbo"``). Each proposer layer
     asks all of them; repeat one model to sample it several times (Self-MoA)."""
     aggregator: ChatModel
-    """The model that synthesises the last layer's answers into the reply (string or instance)."""
+    """The model that synthesises the last layer's answers into the reply (a 'provider:model' string
+    or a chat model)."""
     layers: Annotated[
         int,
         _rule(
@@ -123,7 +124,7 @@ class MoAOptions(BaseModel):
     ``max_tokens`` (``None``: ``max_tokens``). Short proposals are the cheapest latency cut."""
     staircase: Annotated[
         int | None,
-        _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1 (tokens per chunk) or None (off)"),
+        _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1 (tokens per chunk), or unset (off)"),
     ] = Field(default=None, json_schema_extra={"per_request": True})
     """Staircase aggregation in chunks of this many tokens (Wang et al. 2025, arXiv 2510.05059): the
     last layer's proposers stream, the aggregator starts once each has written its first chunk and
@@ -153,7 +154,7 @@ class MoAOptions(BaseModel):
     )
     """Answers each proposer layer must keep, or the call raises ``MoAError``. Default 1."""
     proposal_quorum: Annotated[
-        int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1 or None (wait for all)")
+        int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1, or unset (wait for all)")
     ] = Field(default=None, json_schema_extra={"per_request": True})
     """Go on as soon as this many of a layer's proposers have answered, cancelling the slower ones
     (cut proposals are recorded with ``cut=True``). ``None``: wait for every proposer."""
@@ -161,7 +162,7 @@ class MoAOptions(BaseModel):
     """Seconds after which a layer goes on with the answers it has, cancelling the rest, provided
     ``min_proposals`` are in (else it waits until they are). ``None``: no deadline."""
     max_concurrency: Annotated[
-        int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1 or None (no bound)")
+        int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1, or unset (no bound)")
     ] = Field(default=None, json_schema_extra={"changes_answers": False})
     """Bound on simultaneous model calls across every call of this MoA (``None``: no bound)."""
     aggregation: Annotated[
@@ -177,7 +178,7 @@ class MoAOptions(BaseModel):
     verbatim), ``"tally"`` (the paper's prompt with the vote count), ``"majority"`` (a strict
     majority's proposal verbatim, else the paper's prompt), or your own function. See
     ``langchain_moa.aggregation``."""
-    seed: Annotated[int | None, _rule(_is_int, "an integer or None")] = Field(
+    seed: Annotated[int | None, _rule(_is_int, "an integer, or unset")] = Field(
         default=None, json_schema_extra={"per_request": True}
     )
     """Seed of the random orders of ``aggregation="shuffle"`` (``None``: a fresh order every run)."""
@@ -194,7 +195,7 @@ class MoAOptions(BaseModel):
     tools), or every N calls of a turn. See ``langchain_moa.fanout``."""
     max_retries: Annotated[
         int | None,
-        _rule(lambda v: _is_int(v) and v >= 0, "an integer >= 0 or None (each model's own retries)"),
+        _rule(lambda v: _is_int(v) and v >= 0, "an integer >= 0, or unset (each model's own retries)"),
     ] = None
     """Retries of each proposer call that raises (exponential backoff with jitter). ``None``: leave
     retries to each model's own client (most retry rate limits and 5xx already). The aggregator
@@ -226,7 +227,7 @@ class MoAOptions(BaseModel):
             msg = (
                 f"staircase cannot be combined with aggregation={strategy.name!r}, which needs whole "
                 f"proposals; staircase aggregates with {' or '.join(map(repr, STAIRCASE_STRATEGIES))} "
-                "(or set staircase=None)"
+                "(or leave staircase unset)"
             )
             raise MoAConfigError(msg)
         quorum = self.proposal_quorum
@@ -258,7 +259,7 @@ class MoAOptions(BaseModel):
         if self.staircase is not None if in_rounds is None else in_rounds:
             return (
                 "staircase answers with text and cannot call tools (its answer starts before the "
-                "proposals are complete): set staircase=None for tool calls, or fanout='turn' so that "
+                "proposals are complete): leave staircase unset for tool calls, or fanout='turn' so that "
                 "the later calls of a turn, which reuse its proposals, can call them"
             )
         return None

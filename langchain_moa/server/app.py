@@ -229,10 +229,9 @@ def create_app(
         try:
             body = await read_body(request, limits)
             chat_request = parse(body)
-        except Refused as refusal:
+        except Refused as bad:
             log.model = _model_named(body)  # the log says which model a refused request asked for
-            return _error(refusal.status, str(refusal), kind="invalid_request_error", param=refusal.param,
-                          code=refusal.code)  # fmt: skip
+            return _error(bad.status, str(bad), kind="invalid_request_error", param=bad.param, code=bad.code)
         except ClientDisconnect:
             return Response(status_code=499)
         name = log.model = chat_request.model

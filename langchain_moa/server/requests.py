@@ -41,7 +41,17 @@ from starlette.requests import Request
 from langchain_moa.options import per_request_options
 from langchain_moa.server.signing import ProposalSigner
 
-__all__ = ["LOOPBACK_HOSTS", "MAX_TOKENS", "ChatRequest", "Limits", "Refused", "ResponseFormat", "ToolSpec", "parse", "read_body"]
+__all__ = [
+    "LOOPBACK_HOSTS",
+    "MAX_TOKENS",
+    "ChatRequest",
+    "Limits",
+    "Refused",
+    "ResponseFormat",
+    "ToolSpec",
+    "parse",
+    "read_body",
+]
 
 MAX_TOKENS = 1_000_000
 """The most tokens an answer may be asked for: above any model's output limit, far below what would
@@ -267,7 +277,8 @@ class ChatRequest(_Strict):
         offered = [tool.function.name for tool in self.tools or []]
         if (name := self.tool_choice.function.name) in offered:
             return None
-        return f"tool_choice names the tool {name!r}, which tools does not offer ({', '.join(offered) or 'none'})"
+        offer = ", ".join(offered) or "none"
+        return f"tool_choice names the tool {name!r}, which tools does not offer ({offer})"
 
     @property
     def include_usage(self) -> bool:

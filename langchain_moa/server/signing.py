@@ -7,8 +7,8 @@ Since a proposal becomes part of the aggregator's prompt, a client must not be a
 the server signs each record it returns (HMAC-SHA256, with a key of its own, over its proposals and the
 conversation they answered) and a carried record whose signature is missing or wrong, whose shape is
 not a record's, or which was signed for another conversation (a record replayed elsewhere would skip
-the proposers there) is ignored, so the proposers run again, and the answer says so. In Python, carried proposals are the caller's
-own conversation and are trusted as it is.
+the proposers there) is ignored, so the proposers run again, and the answer says so. In Python,
+carried proposals are the caller's own conversation and are trusted as it is.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def _read_until(fd: int, marker: str, timeout: float) -> str:
     return seen
 
 
-def test_ctrl_c_cancels_the_answer_and_the_chat_goes_on() -> None:
+def test_ctrl_c_cancels_the_answer_and_the_chat_goes_on(ctrl_c: None) -> None:
     leader, follower = pty.openpty()
     process = subprocess.Popen(
         [MOA, "chat", "--preset", "local", "--max-tokens", "400"],

@@ -72,7 +72,9 @@ def _run_in_terminal(args: list[str], columns: int, env: dict[str, str]) -> str:
 
 
 @pytest.mark.parametrize("columns", [60, 120])
-def test_every_word_of_the_answer_reaches_the_terminal(upstream: Endpoint, tmp_path: Path, columns: int) -> None:
+def test_every_word_of_the_answer_reaches_the_terminal(
+    upstream: Endpoint, tmp_path: Path, columns: int
+) -> None:
     model = f'provider = "openai"\nmodel = "m"\nbase_url = "{upstream.url}"\napi_key_env = "UPSTREAM_KEY"\n'
     config = tmp_path / "moa.toml"
     config.write_text(f"layers = 2\n[[proposers]]\n{model}\n[[proposers]]\n{model}\n[aggregator]\n{model}")

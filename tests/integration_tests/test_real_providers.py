@@ -71,12 +71,15 @@ def test_a_disconnect_storm_leaves_no_provider_stream_running(two_workers: str, 
 
     async def drop(i: int, gate: asyncio.Semaphore) -> None:
         body = {"model": "moa", "messages": [{"role": "user", "content": f"Hi {i}"}], "stream": True}
-        async with gate, httpx.AsyncClient(base_url=two_workers, timeout=60) as http:
-            async with http.stream("POST", "/v1/chat/completions", json=body) as response:
-                statuses.append(response.status_code)
-                lines = response.aiter_lines()
-                for _ in range(i % 9):  # 0: leaves at once; up to 8 lines in
-                    await anext(lines)
+        async with (
+            gate,
+            httpx.AsyncClient(base_url=two_workers, timeout=60) as http,
+            http.stream("POST", "/v1/chat/completions", json=body) as response,
+        ):
+            statuses.append(response.status_code)
+            lines = response.aiter_lines()
+            for _ in range(i % 9):  # 0: leaves at once; up to 8 lines in
+                await anext(lines)
 
     async def storm() -> None:
         gate = asyncio.Semaphore(20)

@@ -47,7 +47,9 @@ def url() -> Iterator[str]:
         aggregator=ScriptedChatModel(answer="An answer."),
     )
     limits = Limits(max_body_bytes=256 * 1024, body_timeout=BODY_TIMEOUT)
-    root, server = serve_in_thread(create_app(ModelRegistry({"moa": lambda: moa}), api_key=KEY, limits=limits))
+    root, server = serve_in_thread(
+        create_app(ModelRegistry({"moa": lambda: moa}), api_key=KEY, limits=limits)
+    )
     yield root
     server.should_exit = True
 

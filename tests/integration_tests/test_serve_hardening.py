@@ -425,10 +425,14 @@ def test_no_request_gives_a_500(served: Served, body: dict[str, Any]) -> None:
                                       {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}],
     ],
 )  # fmt: skip
-def test_content_parts_are_answered_on_a_connection_that_lives_on(served: Served, messages: list[Any]) -> None:
+def test_content_parts_are_answered_on_a_connection_that_lives_on(
+    served: Served, messages: list[Any]
+) -> None:
     with httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as http:
         for body in (_body(messages=messages), _body()):  # the same keep-alive connection, twice
-            response = http.post("/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
+            response = http.post(
+                "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}
+            )
             assert response.status_code == 200, response.text
             assert response.json()["choices"][0]["message"]["content"] == "An answer."
 
@@ -436,7 +440,9 @@ def test_content_parts_are_answered_on_a_connection_that_lives_on(served: Served
 @pytest.mark.parametrize("role", ["system", "assistant", "tool"])
 def test_an_image_where_only_text_may_go_is_400_naming_the_part(served: Served, role: str) -> None:
     part = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
-    message: dict[str, Any] = {"role": role, "content": [part]} | ({"tool_call_id": "c1"} if role == "tool" else {})
+    message: dict[str, Any] = {"role": role, "content": [part]} | (
+        {"tool_call_id": "c1"} if role == "tool" else {}
+    )
     response = served.post(_body(messages=[message, {"role": "user", "content": "hi"}]))
     assert response.status_code == 400
     error = _is_openai_error(response)
@@ -466,7 +472,15 @@ def test_allowed_hosts_name_and_subdomain_rules() -> None:
     from langchain_moa.server.app import HostCheck
 
     check = HostCheck(None, ("localhost", "127.0.0.1", "::1", "moa.lan", "*.corp.example"))  # type: ignore[arg-type]
-    allowed = ["localhost", "LOCALHOST:8000", "127.0.0.1:1", "[::1]:8000", "::1", "moa.lan:80", "a.corp.example"]
+    allowed = [
+        "localhost",
+        "LOCALHOST:8000",
+        "127.0.0.1:1",
+        "[::1]:8000",
+        "::1",
+        "moa.lan:80",
+        "a.corp.example",
+    ]
     refused = ["", "evil.example", "localhost.evil.example", "corp.example", "moa.lan.evil", "[::2]:80"]
     assert [check.allows(h) for h in allowed] == [True] * len(allowed)
     assert [check.allows(h) for h in refused] == [False] * len(refused)
@@ -490,11 +504,17 @@ def test_signed_proposals_do_not_replay_into_another_conversation(served: Served
     assert "reused_proposals" not in reply["moa"] and served.turn_tally.finished == before + 1
 
 
-def test_a_client_chosen_value_cannot_forge_a_log_line(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_client_chosen_value_cannot_forge_a_log_line(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
     configure("text")
     served.post(json.dumps({"model": "x\nFAKE status=200", "messages": [{"role": "user", "content": "Hi"}]}))
     time.sleep(0.2)
-    lines = [line for line in capsys.readouterr().err.splitlines() if "/v1/chat/completions" in line or "FAKE" in line]
+    lines = [
+        line
+        for line in capsys.readouterr().err.splitlines()
+        if "/v1/chat/completions" in line or "FAKE" in line
+    ]
     assert len(lines) == 1 and not lines[0].startswith("FAKE")
     assert 'model="x\\nFAKE status=200"' in lines[0] and "status=404" in lines[0]
 

@@ -59,10 +59,10 @@ def _fields(**overrides: Any) -> dict[str, Any]:
         ({"min_proposals": 0}, "got 0"),
         (
             {"proposer_timeout": 0},
-            "proposer_timeout must be a positive number of seconds or None (no limit), got 0",
+            "proposer_timeout must be a positive number of seconds, or unset (no limit), got 0",
         ),
-        ({"max_concurrency": 0}, "max_concurrency must be an integer >= 1 or None (no bound), got 0"),
-        ({"max_retries": -1}, "max_retries must be an integer >= 0 or None"),
+        ({"max_concurrency": 0}, "max_concurrency must be an integer >= 1, or unset (no bound), got 0"),
+        ({"max_retries": -1}, "max_retries must be an integer >= 0, or unset"),
         (
             {"aggregator": "togther:Qwen/Qwen2.5-72B-Instruct-Turbo"},
             "unknown provider 'togther' in model 'togther:Qwen/Qwen2.5-72B-Instruct-Turbo'"

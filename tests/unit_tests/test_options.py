@@ -16,13 +16,13 @@ from langchain_moa.presets import preset_fields
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("temperature", -1, "temperature must be a number >= 0 or None (each model's own), got -1"),
-        ("max_tokens", 0, "max_tokens must be an integer >= 1 or None (each model's own limit), got 0"),
-        ("max_tokens", 2.5, "max_tokens must be an integer >= 1 or None (each model's own limit), got 2.5"),
+        ("temperature", -1, "temperature must be a number >= 0, or unset (each model's own), got -1"),
+        ("max_tokens", 0, "max_tokens must be an integer >= 1, or unset (each model's own limit), got 0"),
+        ("max_tokens", 2.5, "max_tokens must be an integer >= 1, or unset (each model's own limit), got 2.5"),
         (
             "max_tokens",
             "lots",
-            "max_tokens must be an integer >= 1 or None (each model's own limit), got 'lots'",
+            "max_tokens must be an integer >= 1, or unset (each model's own limit), got 'lots'",
         ),
         ("layers", True, "layers must be an integer >= 1"),
         ("aggregator_prompt", "  ", "aggregator_prompt must be a non-empty string, got '  '"),
@@ -47,7 +47,7 @@ def test_presets_carry_an_aggregation_that_options_can_override() -> None:
 
 
 def test_a_served_configuration_is_checked_before_any_model_runs() -> None:
-    with pytest.raises(MoAConfigError, match="max_tokens must be an integer >= 1 or None"):
+    with pytest.raises(MoAConfigError, match="max_tokens must be an integer >= 1, or unset"):
         make_graph({"configurable": {"preset": "local", "max_tokens": "lots", "__is_for_execution__": False}})
 
 

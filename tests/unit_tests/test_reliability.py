@@ -225,7 +225,10 @@ class _LosesACancel(ScriptedChatModel):
 async def test_a_model_call_that_loses_a_cancel_is_still_stopped(role: str) -> None:
     losing = _LosesACancel(model_name="loses")
     other = ScriptedChatModel(answer="idea")
-    moa = MoAChatModel(proposers=[losing if role == "proposer" else other], aggregator=losing if role == "aggregator" else other)
+    moa = MoAChatModel(
+        proposers=[losing if role == "proposer" else other],
+        aggregator=losing if role == "aggregator" else other,
+    )
     call = asyncio.ensure_future(moa.ainvoke("hi"))
     async with asyncio.timeout(30):
         while not losing.tally.running:

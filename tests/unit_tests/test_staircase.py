@@ -248,7 +248,7 @@ async def test_tools_are_refused_with_the_reason() -> None:
         """Weather in a city."""
         return city
 
-    with pytest.raises(AggregatorError, match=r"staircase .* cannot call tools .* staircase=None"):
+    with pytest.raises(AggregatorError, match=r"staircase .* cannot call tools .* leave staircase unset"):
         await moa.bind_tools([lookup]).ainvoke("Q")
     assert aggregator.calls == []
 
@@ -306,7 +306,7 @@ def test_the_graph_draws_the_aggregator_beside_the_last_layer() -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"staircase": 0}, "staircase must be an integer >= 1 (tokens per chunk) or None (off), got 0"),
+        ({"staircase": 0}, "staircase must be an integer >= 1 (tokens per chunk), or unset (off), got 0"),
         ({"staircase": 2.5}, "staircase must be an integer >= 1"),
         ({"staircase": "8"}, "staircase must be an integer >= 1"),
         ({"staircase": True}, "staircase must be an integer >= 1"),

@@ -26,7 +26,7 @@ def test_a_coroutine_runs_on_the_background_loop_in_the_callers_context() -> Non
         _name.reset(token)
 
 
-def test_an_interrupt_cancels_the_running_coroutine() -> None:
+def test_an_interrupt_cancels_the_running_coroutine(ctrl_c: None) -> None:
     stopped = threading.Event()
 
     async def forever() -> None:

@@ -90,7 +90,7 @@ def test_without_quorum_or_deadline_every_proposal_is_awaited() -> None:
         ({"proposal_quorum": 1, "min_proposals": 2}, "got 1"),
         (
             {"layer_deadline": 0},
-            "layer_deadline must be a positive number of seconds or None (no limit), got 0",
+            "layer_deadline must be a positive number of seconds, or unset (no limit), got 0",
         ),
     ],
 )
