@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import random
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
@@ -73,6 +74,8 @@ class MoAChatModel(MoAOptions, BaseChatModel):
 
     _graph: MoAGraph = PrivateAttr()
     _graph_key: tuple[Any, ...] = PrivateAttr(default=())
+    _rng: tuple[int | None, random.Random] | None = PrivateAttr(default=None)
+    """``shuffle``'s random orders and the seed they come from (a copy with another seed makes its own)."""
     _models: list[BaseChatModel] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
@@ -84,12 +87,18 @@ class MoAChatModel(MoAOptions, BaseChatModel):
     def _current_graph(self) -> MoAGraph:
         """The graph of the current field values, rebuilt when a field was changed since."""
         values = {name: getattr(self, name) for name in option_names()}
-        key = (
-            *(tuple(map(_by_id, v)) if k == "proposers" else _by_id(v) for k, v in values.items()),
+        key = (  # the seed aside: it reaches the graph in each run's context (``_orders``)
+            *(
+                tuple(map(_by_id, v)) if k == "proposers" else _by_id(v)
+                for k, v in values.items()
+                if k != "seed"
+            ),
             hash(self.api_key.get_secret_value()) if self.api_key else None,  # never the key itself
         )
         if key != self._graph_key:
             options = MoAOptions(**values)  # a field set after construction is checked like the rest
+            self._rng = (options.seed, random.Random(options.seed))
+            options = options.model_copy(update={"seed": None})
             proposers, aggregator = resolve_models(options, api_key=self.api_key)
             resolved = options.model_copy(
                 update={"proposers": proposers or options.proposers, "aggregator": aggregator}
@@ -98,7 +107,15 @@ class MoAChatModel(MoAOptions, BaseChatModel):
             self._graph = build_moa_graph(options=resolved, checkpointer=False)
             self._models = [*proposers, aggregator]
             self._graph_key = key
+        self._orders()  # a seed set since is checked too
         return self._graph
+
+    def _orders(self) -> random.Random:
+        """The random orders of ``aggregation="shuffle"``: one sequence per model, from its ``seed``."""
+        if self._rng is None or self._rng[0] != self.seed:  # a copy with another seed (a server's variant)
+            MoAOptions(**{name: getattr(self, name) for name in option_names()})  # the seed checked
+            self._rng = (self.seed, random.Random(self.seed))
+        return self._rng[1]
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> MoAChatModel:
@@ -199,6 +216,7 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         context = MoAContext(
             temperature=aggregator_kwargs.pop("temperature", None),
             max_tokens=aggregator_kwargs.pop("max_tokens", None),
+            rng=self._orders(),  # after ``_current_graph``: checked
             aggregator_kwargs=aggregator_kwargs,
         )
         config = run_config(self.layers, callbacks=child_callbacks(run_manager))

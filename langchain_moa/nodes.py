@@ -375,8 +375,9 @@ class AggregatorNode:
         strategy = self.strategy
         async with settings.policy.aggregating():
             voters = len(reused if reused is not None else self.references_from)
+            rng = _run_context().rng or self.rng
             given = aggregation.Given(
-                state["messages"], references, settings.options.aggregator_prompt, self.rng, voters
+                state["messages"], references, settings.options.aggregator_prompt, rng, voters
             )
             plan = await strategy.aplan(given)
             if plan.settled is not None:  # no aggregator call needed (``majority``, a function)
@@ -409,7 +410,7 @@ class AggregatorNode:
         """Staircase aggregation while the last layer streams: the answer's chunks and its record."""
         options, policy = self.settings.options, self.settings.policy
         size = len(staircase.streams)
-        order = self.strategy.order(size, self.rng)
+        order = self.strategy.order(size, _run_context().rng or self.rng)
         record: dict[str, Any] = {"strategy": self.strategy.name}
         if order != list(range(size)):
             record["order"] = [i + 1 for i in order]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
@@ -55,6 +56,9 @@ class MoAContext:
     """Sampling temperature for every proposer and aggregator call."""
     max_tokens: int | None = None
     """Token limit of every proposer and aggregator answer."""
+    rng: random.Random | None = None
+    """The random orders of ``aggregation="shuffle"`` for this run: the calling model's own sequence
+    (its ``seed``), so that models differing only in their seed share one graph; ``None``: the graph's."""
     aggregator_kwargs: Mapping[str, Any] = field(default_factory=dict)
     """Extra call arguments for the aggregator alone: ``tools``/``tool_choice`` (bound with its own
     ``bind_tools``), ``stop`` and any other invocation keyword."""

@@ -53,6 +53,26 @@ def test_shuffle_records_a_fresh_order_each_call_and_a_seed_repeats_them() -> No
     assert orders(7) == first  # reproducible with a seed
 
 
+def test_models_that_differ_only_in_their_seed_share_one_graph_and_keep_their_own_orders() -> None:
+    # A server makes a variant per request seed: building a graph for each would halve its throughput.
+    from langchain_moa.server.app import ModelRegistry
+
+    aggregator = ScriptedChatModel(answer="42")
+    base, _ = _moa(aggregator, aggregation="shuffle")
+    registry = ModelRegistry({"m": lambda: base})
+    variants = [registry.get("m", {"seed": seed}) for seed in (1, 2, 1)]
+    assert all(v.graph is base.graph for v in variants)
+
+    def order(moa: MoAChatModel) -> list[int]:
+        return moa.invoke("Q").response_metadata["moa"]["aggregation"]["order"]
+
+    fresh = [_moa(aggregator, aggregation="shuffle", seed=seed)[0] for seed in (1, 2)]
+    expected = [[order(fresh[0]) for _ in range(3)], [order(fresh[1]) for _ in range(3)]]
+    assert [[order(variants[0]) for _ in range(3)], [order(variants[1]) for _ in range(3)]] == expected
+    with pytest.raises(MoAConfigError, match="seed must be an integer"):
+        registry.get("m", {"seed": "x"})
+
+
 def test_select_returns_the_named_proposal_verbatim() -> None:
     aggregator = ScriptedChatModel(answer="Response 3 is the most consistent.")
     moa, _ = _moa(aggregator, aggregation="select")

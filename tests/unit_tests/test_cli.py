@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from langchain_core.messages import AIMessage
 from typer.testing import CliRunner
 
-from langchain_moa import cli
+from langchain_moa import MoAChatModel, cli
 from langchain_moa.cli.options import ModelChoice
 from langchain_moa.fakes import ScriptedChatModel
 
@@ -365,3 +366,35 @@ def test_the_live_view_shows_a_staircase_proposal_being_written() -> None:
         view(ProposalChunk(node="layer 1 #1 m", index=1, text=word))
     view.console.print(view._render())
     assert " ".join(screen.getvalue().split()) == "layer 1 #1 m … writing, 3 tokens"
+
+
+# -- moa serve: what it serves and answers to ------------------------------------------------------
+
+
+def _served_names(config: str | None, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    serve = importlib.import_module("langchain_moa.cli.serve")  # the module (the package exports the command)
+    settings = {"choice": {"config": config}, "name": "moa-mine", "max_body_bytes": 1024, "body_timeout": 1.0,
+                "cors_origins": [], "log_content": False, "log_format": "text", "allowed_hosts": ["localhost"]}  # fmt: skip
+    configured = MoAChatModel(proposers=[ScriptedChatModel()], aggregator=ScriptedChatModel())
+    return serve._app(settings, configured, None).state.registry.names()
+
+
+def test_serve_with_a_configuration_file_serves_that_moa_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from langchain_moa.presets import PRESETS
+
+    monkeypatch.setattr(
+        "langchain_moa.models.unavailable_reason", lambda spec: None
+    )  # every preset could run
+    assert _served_names("moa.toml", monkeypatch) == ["moa-mine"]
+    assert _served_names(None, monkeypatch) == ["moa-mine", *(f"moa-{name}" for name in PRESETS)]
+
+
+def test_serve_answers_to_loopback_its_address_and_the_names_allowed() -> None:
+    import socket
+
+    from langchain_moa.cli.serve import _allowed_hosts
+
+    assert _allowed_hosts("127.0.0.1", []) == ["localhost", "127.0.0.1", "::1"]
+    assert _allowed_hosts("10.0.0.5", ["moa.lan"]) == ["localhost", "127.0.0.1", "::1", "10.0.0.5", "moa.lan"]
+    everywhere = _allowed_hosts("0.0.0.0", [])
+    assert socket.gethostname() in everywhere and "0.0.0.0" not in everywhere
