@@ -22,6 +22,10 @@ aggregates (``plan``). The built-in ones, by name:
   ("Answer: B", "the answer is 42", ``\\boxed{42}``, or a reply that is only a letter or a number:
   ``answers.stated_answer``), the first of those proposals is the answer, verbatim, and the aggregator
   is not called; otherwise the paper's prompt. It cannot call tools (a settled answer would skip them).
+- ``"confidence"``: SLM-MUX (Wang et al. 2025, arXiv 2510.05077): the proposer model whose samples agree
+  most with each other wins, and its most frequent final answer is the answer, verbatim; ties go to
+  ``confidence_prior`` (e.g. each model's accuracy), else to the proposers' order. No aggregator call;
+  it cannot call tools.
 
 Your own: a subclass of ``Strategy`` (override ``plan``, and ``pick`` if the reply names a proposal), or
 a plain function ``(conversation, proposals) -> answer`` (text or message, or an awaitable of one),
@@ -42,7 +46,7 @@ import inspect
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -55,6 +59,7 @@ __all__ = [
     "BUILT_IN",
     "STAIRCASE_STRATEGIES",
     "STRATEGIES",
+    "Confidence",
     "FunctionStrategy",
     "Given",
     "Plan",
@@ -84,6 +89,8 @@ class Given:
     """The random orders of this graph (``seed``)."""
     voters: int | None = None
     """How many proposers were asked (a failed one counts as not agreeing); default one per reference."""
+    models: Sequence[str] = ()
+    """The model of each reference (its label), when known."""
 
     def synthesis(
         self, *, prompt: str | None = None, references: list[str] | None = None
@@ -206,6 +213,38 @@ class Majority(Strategy):
         return Plan(given.synthesis(), dict(vote))
 
 
+class Confidence(Strategy):
+    """SLM-MUX's selection (Wang et al., arXiv 2510.05077): each proposer model is sampled several
+    times; the model whose samples agree most with each other wins, and its most frequent final answer
+    is the answer (its first proposal giving it, verbatim). Ties go to ``prior`` (the higher number,
+    e.g. a model's accuracy), else to the proposers' order. No aggregator call."""
+
+    name = "confidence"
+    calls_tools = False
+
+    def __init__(self, prior: Mapping[str, float] | None = None) -> None:
+        self.prior = dict(prior or {})
+
+    def plan(self, given: Given) -> Plan:
+        models = list(given.models) or [f"proposer {i}" for i in range(1, len(given.references) + 1)]
+        samples: dict[str, list[int]] = {}
+        for i, model in enumerate(models):
+            samples.setdefault(model, []).append(i)
+        answers = [final_answer(r) for r in given.references]
+        scores: dict[str, dict[str, Any]] = {}
+        for model, indices in samples.items():
+            answer, count = Counter(answers[i] for i in indices).most_common(1)[0]
+            scores[model] = {"answer": answer, "agreeing": count, "of": len(indices)}
+        order = list(samples)  # first appearance: the proposers' order
+        winner = max(
+            order,
+            key=lambda m: (scores[m]["agreeing"] / scores[m]["of"], self.prior.get(m, 0.0), -order.index(m)),
+        )
+        chosen = next(i for i in samples[winner] if answers[i] == scores[winner]["answer"])
+        record = {"strategy": self.name, "models": scores, "winner": winner, "chosen": chosen + 1}
+        return Plan([], record, settled=given.references[chosen])
+
+
 class FunctionStrategy(Strategy):
     """A plain function ``(conversation, proposals) -> answer`` as a strategy: it answers by itself."""
 
@@ -225,7 +264,9 @@ class FunctionStrategy(Strategy):
         return Plan([], {"strategy": self.name}, settled=text)
 
 
-BUILT_IN: dict[str, Strategy] = {s.name: s for s in (Synthesize(), Shuffle(), Select(), Tally(), Majority())}
+BUILT_IN: dict[str, Strategy] = {
+    s.name: s for s in (Synthesize(), Shuffle(), Select(), Tally(), Majority(), Confidence())
+}
 """The built-in strategies, by name."""
 STRATEGIES = tuple(BUILT_IN)
 """The built-in strategies' names."""
@@ -251,6 +292,7 @@ async def aggregate_once(
     prompt: str,
     rng: random.Random,
     voters: int | None = None,
+    models: Sequence[str] = (),
     **kwargs: Any,
 ) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
     """One aggregation of given proposals with at most one aggregator reply, not streamed: a strategy
@@ -258,7 +300,7 @@ async def aggregate_once(
     compares them on the proposals it journalled. Returns the answer, its record and the aggregator's
     usage (``None`` if not called)."""
     chosen = strategy_of(strategy)
-    request = await chosen.aplan(Given(conversation, references, prompt, rng, voters))
+    request = await chosen.aplan(Given(conversation, references, prompt, rng, voters, models))
     if request.settled is not None:
         return request.settled, request.record, None
     reply = await model.ainvoke(request.messages, **kwargs)

@@ -35,6 +35,7 @@ from langchain_moa.state import Proposal
 __all__ = [
     "AggregatorRound",
     "AggregatorStarted",
+    "Agreed",
     "Answer",
     "MoAEvent",
     "ProposalChunk",
@@ -96,6 +97,19 @@ class AggregatorRound:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Agreed:
+    """A layer's proposals agreed (``early_exit``, ``cascade``): what runs no more, and, when MoA answers
+    with one of them, which (``chosen``; ``None`` when the aggregator still runs)."""
+
+    layer: int
+    agreeing: list[int]
+    chosen: int | None
+    skipped: list[str]
+    """The nodes that will not run: later proposers, the rest of a cascade, the aggregator."""
+    kind: Literal["agreed"] = "agreed"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Token:
     """One streamed chunk of the aggregator's answer."""
 
@@ -112,7 +126,14 @@ class Answer:
 
 
 MoAEvent = (
-    ProposerStarted | ProposalChunk | ProposalReady | AggregatorStarted | AggregatorRound | Token | Answer
+    ProposerStarted
+    | ProposalChunk
+    | ProposalReady
+    | Agreed
+    | AggregatorStarted
+    | AggregatorRound
+    | Token
+    | Answer
 )
 """Any run event."""
 

@@ -26,6 +26,7 @@ from langgraph.types import Checkpointer
 from pydantic import SecretStr
 
 from langchain_moa.aggregation import strategy_of
+from langchain_moa.agreement import Judge
 from langchain_moa.fanout import Fanout, reusable_proposals
 from langchain_moa.models import LOCAL_PROVIDER, resolve_chat_model
 from langchain_moa.nodes import (
@@ -107,17 +108,23 @@ def build_moa_graph(
     if options is None:
         options = MoAOptions(proposers=list(proposers or []), aggregator=aggregator, **fields)
     proposer_models, aggregator_model = resolve_models(options, api_key=api_key)
-    settings = NodeSettings(options, TailLatency(options))
+    judge = Judge(embeddings=options.agreement_embeddings, threshold=options.agreement_threshold)
+    settings = NodeSettings(options, TailLatency(options), judge=judge)
 
     graph = StateGraph(MoAState, context_schema=MoAContext, input_schema=MessagesState)
-    previous: list[str] = []
+    previous: list[str] = []  # the nodes whose answers the next layer reads
+    waits_on: list[str] = []  # the nodes the next layer starts after (with ``cascade``, the later ones)
+    entry: list[str] = []  # the first nodes to run
     layer_nodes: list[list[str]] = []
     # With ``staircase`` the aggregator runs beside the last layer, reading its proposals as they stream.
     staircase = options.staircase is not None and options.layers > 1
     for layer in range(1, options.layers):
         names = [proposer_node_name(layer, i, m) for i, m in enumerate(proposer_models, start=1)]
         streams = staircase and layer == options.layers - 1
+        # With ``cascade``, the first proposers run, then the others (each skipped if those agreed).
+        first = names[: options.cascade] if options.cascade is not None else names
         for index, (node, model) in enumerate(zip(names, proposer_models, strict=True), start=1):
+            later = node not in first
             proposer = ProposerNode(
                 node,
                 model,
@@ -127,18 +134,23 @@ def build_moa_graph(
                 references_from=previous,
                 settings=settings,
                 streams_to_aggregator=streams,
+                earlier_layers=layer_nodes,
+                cascade_first=first if later else (),
             )
             graph.add_node(node, proposer.runnable())
-            if previous or options.fanout == "call":
-                graph.add_edge(previous or START, node)
+            if later:
+                graph.add_edge(first, node)
+            elif waits_on or options.fanout == "call":
+                graph.add_edge(waits_on or START, node)
             if streams:
                 graph.add_edge(node, END)
         if not streams:
-            previous = names
+            previous, waits_on = names, [n for n in names if n not in first] or first
+        entry = entry or first
         layer_nodes.append(names)
     if options.fanout != "call" and layer_nodes:
         # Proposal reuse: a call that reuses its turn's proposals goes straight to the aggregator.
-        first_layer = layer_nodes[0] + ([AGGREGATOR_NODE] if staircase and len(layer_nodes) == 1 else [])
+        first_layer = entry + ([AGGREGATOR_NODE] if staircase and len(layer_nodes) == 1 else [])
         route = _first_layer_or_reuse(first_layer, options.fanout)
         graph.add_conditional_edges(START, route, list(dict.fromkeys([*first_layer, AGGREGATOR_NODE])))
 
@@ -152,6 +164,6 @@ def build_moa_graph(
         metadata["staircase"] = f"streams in chunks of {options.staircase} tokens from the last layer"
     graph.add_node(AGGREGATOR_NODE, aggregate.runnable(), metadata=metadata)
     if previous or options.fanout == "call" or not staircase:
-        graph.add_edge(previous or START, AGGREGATOR_NODE)
+        graph.add_edge(waits_on or START, AGGREGATOR_NODE)
     graph.add_edge(AGGREGATOR_NODE, END)
     return graph.compile(checkpointer=checkpointer, name=name)

@@ -52,7 +52,8 @@ MoAConfiguration: type[BaseModel] = create_model(
     "MoAConfiguration",
     __doc__="What an assistant or a run may configure: a preset, and any MoA option over it.",
     preset=(str | None, Field(default=None, description=f"A named configuration: {', '.join(PRESETS)}.")),
-    **{name: _served(name) for name in option_names()},  # type: ignore[call-overload]
+    # An embedding model is an object: it cannot travel in a run's configuration.
+    **{name: _served(name) for name in option_names() if name != "agreement_embeddings"},  # type: ignore[call-overload]
 )
 """The served configuration, derived from ``MoAOptions`` (models as ``"provider:model"`` strings)."""
 

@@ -30,11 +30,13 @@ from langgraph._internal._runnable import RunnableCallable
 from langgraph.runtime import get_runtime
 
 from langchain_moa import aggregation, sync_bridge
+from langchain_moa.agreement import Consensus, Judge
 from langchain_moa.cancellation import until_cancelled
 from langchain_moa.conversation import as_chunk, check_conversation, proposer_view
 from langchain_moa.errors import OVERFLOW, AggregatorError, MoAError, aggregator_error, too_few_proposals
 from langchain_moa.events import (
     AggregatorStarted,
+    Agreed,
     Answer,
     ProposalChunk,
     ProposalReady,
@@ -75,6 +77,16 @@ class NodeSettings:
     options: MoAOptions
     policy: TailLatency
     staircases: Meetings[Staircase] = field(default_factory=Meetings)
+    judge: Judge = field(default_factory=Judge)
+
+    async def agreed(self, state: MoAState, nodes: Sequence[str], share: float) -> Consensus | None:
+        """Whether the proposals of ``nodes`` (one layer) that ran agree by ``share``; ``None`` also
+        when the embedding model fails (the aggregator records that)."""
+        ran = [p for n in nodes if "skipped" not in (p := state["proposals"][n])]
+        try:
+            return await self.judge.consensus(ran, share) if ran else None
+        except Exception:
+            return None
 
     def call_kwargs(self, context: MoAContext, *, proposer: bool = False) -> dict[str, Any]:
         """Sampling arguments of this run: the run context overrides the graph's defaults; a proposer's
@@ -118,11 +130,17 @@ def _error_text(error: BaseException) -> str:
 
 def _kept_references(state: MoAState, layer: int, nodes: Sequence[str], min_proposals: int) -> list[str]:
     """The answers of ``nodes`` (one layer) in proposer order; ``MoAError`` when too few survived."""
+    return [p["content"] or "" for p in _kept(state, layer, nodes, min_proposals)]
+
+
+def _kept(state: MoAState, layer: int, nodes: Sequence[str], min_proposals: int) -> list[Proposal]:
+    """The proposals of ``nodes`` (one layer) that answered, in proposer order; ``MoAError`` when too
+    few did (a proposer skipped because others agreed is not counted as failed)."""
     if not nodes:  # the first layer reads the conversation itself
         check_conversation(state["messages"])
         return []
     proposals = [state["proposals"][n] for n in nodes]
-    kept = [p["content"] for p in proposals if p["content"] is not None]
+    kept = [p for p in proposals if p["content"] is not None]
     if len(kept) < min_proposals:
         failures = "; ".join(
             f"proposer {p['index']} ({p['model']}): {p['error']}" for p in proposals if p["error"]
@@ -133,6 +151,11 @@ def _kept_references(state: MoAState, layer: int, nodes: Sequence[str], min_prop
         )
         raise too_few_proposals(msg, [p["error"] for p in proposals if p["error"]])
     return kept
+
+
+def _ran(state: MoAState, layers: Sequence[Sequence[str]]) -> list[list[str]]:
+    """The layers whose proposers ran (all but those skipped after an agreement)."""
+    return [list(nodes) for nodes in layers if any("skipped" not in state["proposals"][n] for n in nodes)]
 
 
 class ProposerNode:
@@ -149,6 +172,8 @@ class ProposerNode:
         references_from: Sequence[str],
         settings: NodeSettings,
         streams_to_aggregator: bool = False,
+        earlier_layers: Sequence[Sequence[str]] = (),
+        cascade_first: Sequence[str] = (),
     ) -> None:
         self.node = node
         self.label = model_label(model)
@@ -163,12 +188,19 @@ class ProposerNode:
         self.settings = settings
         self.streams_to_aggregator = streams_to_aggregator
         """With ``staircase``, the last layer streams its proposals to the aggregator as they are written."""
+        self.earlier_layers = [list(nodes) for nodes in earlier_layers]
+        """The nodes of each earlier layer: with ``early_exit``, one that agreed skips this one."""
+        self.cascade_first = list(cascade_first)
+        """With ``cascade``, the first proposers of this layer (this one runs after them): when they
+        agree, this one is skipped."""
 
     def runnable(self) -> RunnableCallable:
         return _node(self.node, self.ainvoke)
 
     async def ainvoke(self, state: MoAState, config: RunnableConfig) -> dict[str, Any]:
         if not self.streams_to_aggregator:
+            if (why := await self._why_skip(state)) is not None:
+                return {"proposals": {self.node: self._proposal(None, None, 0.0) | {"skipped": why}}}
             return await self._propose(state, config, None)
         staircases, chunk = self.settings.staircases, self.settings.options.staircase
         assert chunk is not None
@@ -179,6 +211,18 @@ class ProposerNode:
             finally:  # never leave the aggregator waiting, whatever stopped this proposer
                 if staircase.streams[self.index - 1].proposal is None:
                     staircase.finished(self._proposal(None, MoAError("the proposer stopped"), 0.0))
+
+    async def _why_skip(self, state: MoAState) -> str | None:
+        """Why this proposer need not run: an earlier layer agreed (``early_exit``), or the first
+        proposers of its layer did (``cascade``)."""
+        settings, share = self.settings, self.settings.options.early_exit
+        if share is not None:
+            for nodes in self.earlier_layers:
+                if (agreed := await settings.agreed(state, nodes, share)) is not None:
+                    return f"layer {agreed.layer} agreed (early_exit)"
+        if self.cascade_first and await settings.agreed(state, self.cascade_first, share or 1.0):
+            return f"the first {len(self.cascade_first)} proposers of layer {self.layer} agreed (cascade)"
+        return None
 
     async def _propose(
         self, state: MoAState, config: RunnableConfig, staircase: Staircase | None
@@ -257,13 +301,15 @@ class ProposerNode:
                 proposal["content"] = answer.text
             else:
                 proposal["error"] = "EmptyAnswer: the model returned no text"
+        elif error is None:  # skipped: it never ran
+            pass
         elif isinstance(error, ProposalCut):
             proposal["error"] = str(error)
         elif isinstance(error, ContextOverflowError):  # named alike whichever provider raised it
             proposal["error"] = f"{OVERFLOW}: {error}"
         else:
-            proposal["error"] = _error_text(error) if error else "no answer"
-            if error is not None and self.endpoint:  # an unreachable endpoint is found at once
+            proposal["error"] = _error_text(error)
+            if self.endpoint:  # an unreachable endpoint is found at once
                 proposal["error"] += f" (endpoint {self.endpoint})"
         return proposal
 
@@ -299,7 +345,7 @@ class AggregatorNode:
         self.layer_nodes = [list(nodes) for nodes in layer_nodes]
         self.settings = settings
         self.rng = random.Random(settings.options.seed)  # ``shuffle``'s orders: one sequence per graph
-        self.strategy = aggregation.strategy_of(settings.options.aggregation)
+        self.strategy = settings.options.strategy()
 
     def runnable(self) -> RunnableCallable:
         return _node(AGGREGATOR_NODE, self.ainvoke)
@@ -325,7 +371,8 @@ class AggregatorNode:
         context = _run_context()
         kwargs = {**context.aggregator_kwargs, **settings.call_kwargs(context)}
         model: ChatRunnable = self.model
-        if "tools" in kwargs:
+        tools_bound = "tools" in kwargs
+        if tools_bound:
             # A call reusing its turn's whole proposals (``fanout``) does not run in staircase rounds.
             if reason := settings.options.why_no_tools(in_rounds=staircase is not None):
                 raise AggregatorError(reason)
@@ -337,7 +384,7 @@ class AggregatorNode:
         started, last_layer = time.perf_counter(), None
         try:
             if staircase is None:
-                chunks, record = await self._whole(state, config, model, label, reused, kwargs)
+                chunks, record = await self._whole(state, config, model, label, reused, kwargs, tools_bound)
             else:
                 chunks, record = await self._in_rounds(state, config, model, label, staircase, kwargs)
                 last_layer = await staircase.finish()
@@ -361,25 +408,33 @@ class AggregatorNode:
         label: str,
         reused: list[Proposal] | None,
         kwargs: dict[str, Any],
+        tools_bound: bool,
     ) -> tuple[list[AIMessageChunk], dict[str, Any]]:
         """The aggregation of whole proposals (the paper's MoA): the answer's chunks and its record."""
-        settings = self.settings
+        settings, options = self.settings, self.settings.options
         if reused is not None:  # this call of the turn reuses its proposals (``fanout``)
-            references = [p["content"] for p in reused if p["content"] is not None]
-        else:
-            references = _kept_references(
-                state, len(self.layer_nodes), self.references_from, settings.options.min_proposals
-            )
+            kept, voters = [p for p in reused if p["content"] is not None], len(reused)
+        else:  # the last layer that ran (``early_exit`` and ``cascade`` may have skipped some)
+            layers = _ran(state, self.layer_nodes)
+            last = layers[-1] if layers else []
+            kept = _kept(state, len(layers), last, options.min_proposals)
+            voters = sum("skipped" not in state["proposals"][n] for n in last)
+            exit_chunks, exit_record = await self._exit(state, last, tools_bound)
+            if exit_chunks:
+                return exit_chunks, exit_record
+        references = [p["content"] or "" for p in kept]
         emit(AggregatorStarted(model=label, references=len(references)))
         chunks = list[AIMessageChunk]()
         strategy = self.strategy
         async with settings.policy.aggregating():
-            voters = len(reused if reused is not None else self.references_from)
             rng = _run_context().rng or self.rng
+            models = [p["model"] for p in kept]
             given = aggregation.Given(
-                state["messages"], references, settings.options.aggregator_prompt, rng, voters
+                state["messages"], references, options.aggregator_prompt, rng, voters, models
             )
             plan = await strategy.aplan(given)
+            if reused is None:
+                plan.record |= exit_record
             if plan.settled is not None:  # no aggregator call needed (``majority``, a function)
                 plan.record["aggregator_called"] = False
                 chunks.append(AIMessageChunk(content=plan.settled))
@@ -397,6 +452,35 @@ class AggregatorNode:
                     chunks.append(chunk)
                     emit(Token(chunk=chunk))
         return chunks, plan.record
+
+    async def _exit(
+        self, state: MoAState, last: list[str], tools_bound: bool
+    ) -> tuple[list[AIMessageChunk], dict[str, Any]]:
+        """With ``early_exit``, when the last layer that ran agreed: the chosen proposal as the answer
+        (no aggregator call) and its record. Without an exit, what the record says about agreement."""
+        share = self.settings.options.early_exit
+        skipped = [n for nodes in self.layer_nodes for n in nodes if "skipped" in state["proposals"][n]]
+        record: dict[str, Any] = {"skipped": skipped} if skipped else {}
+        agreed = None
+        if share is not None and last:
+            ran = [p for n in last if "skipped" not in (p := state["proposals"][n])]
+            try:
+                agreed = await self.settings.judge.consensus(ran, share)
+            except Exception as error:  # the embedding model failed: the aggregator decides
+                record["early_exit"] = {"error": _error_text(error)}
+        if agreed is not None and tools_bound:  # the aggregator may call a tool the caller asked for
+            record["early_exit"] = agreed.record() | {"declined": "tools are bound: the aggregator answers"}
+        elif agreed is not None:
+            text = state["proposals"][last[agreed.chosen - 1]]["content"] or ""
+            emit(Agreed(layer=agreed.layer, agreeing=agreed.agreeing, chosen=agreed.chosen,
+                        skipped=[*skipped, AGGREGATOR_NODE]))  # fmt: skip
+            chunk = AIMessageChunk(content=text)
+            emit(Token(chunk=chunk))
+            exit_record = {"early_exit": agreed.record(), "aggregator_called": False}
+            return [chunk], record | exit_record
+        if skipped:
+            emit(Agreed(layer=len(_ran(state, self.layer_nodes)), agreeing=[], chosen=None, skipped=skipped))
+        return [], record
 
     async def _in_rounds(
         self,
@@ -439,6 +523,7 @@ class AggregatorNode:
         # Reused proposals ran (and were counted) in an earlier call: this one reports none of its own.
         earlier = self.layer_nodes if last_layer is None else self.layer_nodes[:-1]
         layers = [] if reused is not None else [[proposals[n] for n in nodes] for nodes in earlier]
+        layers = [ran for layer in layers if (ran := [p for p in layer if "skipped" not in p])]
         if last_layer is not None:  # with ``staircase``, the last layer ran beside this node
             layers.append(last_layer)
         called = record.pop("aggregator_called", True)
@@ -458,7 +543,12 @@ class AggregatorNode:
             moa["usage_missing"] = missing
         if staircase := record.pop("staircase", None):
             moa["staircase"] = staircase
-        if record.get("strategy") != "synthesize":  # the paper's way goes without saying
+        for key in ("early_exit", "skipped"):  # what agreement saved (``early_exit``, ``cascade``)
+            if key in record:
+                moa[key] = record.pop(key)
+        if not called:
+            moa["aggregator"]["called"] = False
+        if record and record.get("strategy") != "synthesize":  # the paper's way goes without saying
             moa["aggregation"] = record
         if reused is not None:
             moa["reused_proposals"] = reused

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from langchain_moa.aggregation import STAIRCASE_STRATEGIES, STRATEGIES, Strategy, strategy_of
+from langchain_moa.aggregation import STAIRCASE_STRATEGIES, STRATEGIES, Confidence, Strategy, strategy_of
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.prompts import AGGREGATOR_PROMPT
 
@@ -86,6 +86,14 @@ Tokens = Annotated[
 Temperature = Annotated[
     float | None, _rule(lambda v: _is_number(v) and v >= 0, "a number >= 0, or unset (each model's own)")
 ]
+
+
+def _is_price_table(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(price, dict) and set(price) == {"input", "output"}
+        and all(_is_number(x) and x >= 0 for x in price.values())
+        for price in value.values()
+    )  # fmt: skip
 
 
 class MoAOptions(BaseModel):
@@ -200,6 +208,50 @@ class MoAOptions(BaseModel):
     """Retries of each proposer call that raises (exponential backoff with jitter). ``None``: leave
     retries to each model's own client (most retry rate limits and 5xx already). The aggregator
     streams its answer and relies on its own client's retries."""
+    early_exit: Annotated[
+        float | None,
+        _rule(lambda v: _is_number(v) and 0.5 < v <= 1, "a share in (0.5, 1], e.g. 0.67, or unset (off)"),
+    ] = Field(default=None, json_schema_extra={"per_request": True})
+    """Agreement exit: when at least this share of a layer's proposals state the same final answer,
+    MoA answers with one of them (the first to finish) and skips the aggregator and any later layer.
+    ``None``: off (the paper's MoA). Free text agrees only by ``agreement_embeddings``. See
+    ``langchain_moa.agreement``."""
+    cascade: Annotated[
+        int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1, or unset (all at once)")
+    ] = Field(default=None, json_schema_extra={"per_request": True})
+    """Cascade: the first this-many proposers of each layer run first, and the others only when those
+    disagree (by ``early_exit``'s share, else all of them). Put cheap or strong models first.
+    ``None``: every proposer at once."""
+    agreement_embeddings: Annotated[
+        Any, _rule(lambda v: hasattr(v, "aembed_query"), "a LangChain Embeddings, or unset")
+    ] = None
+    """An embedding model (any LangChain ``Embeddings``) by which proposals in free text agree for
+    ``early_exit`` and ``cascade``. ``None``: only stated answers agree."""
+    agreement_threshold: Annotated[
+        float, _rule(lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]", none=False)
+    ] = Field(default=0.9, json_schema_extra={"per_request": True})
+    """Cosine similarity at which two proposals' embeddings agree. Default 0.9."""
+    confidence_prior: Annotated[
+        dict[str, float] | None,
+        _rule(
+            lambda v: isinstance(v, dict) and all(_is_number(x) for x in v.values()),
+            "a mapping of model name to a number (e.g. its accuracy), or unset",
+        ),
+    ] = None
+    """``aggregation="confidence"``'s tie-break: a number per proposer model (e.g. its accuracy from
+    ``moa eval exact``), the higher winning a tie. ``None``: ties go to the proposers' order."""
+    max_cost: Annotated[
+        float | None, _rule(lambda v: _is_number(v) and v > 0, "a positive number of US dollars, or unset")
+    ] = Field(default=None, json_schema_extra={"changes_answers": False})
+    """US dollars one call may cost at most: a call whose worst case (every prompt at full length, every
+    model at its token limit) exceeds it is refused before any model runs. ``None``: no limit."""
+    prices: Annotated[
+        dict[str, dict[str, float]] | None,
+        _rule(_is_price_table, "a mapping of model name to {'input': $, 'output': $} per million tokens"),
+    ] = Field(default=None, json_schema_extra={"changes_answers": False})
+    """Prices of models the price table does not know (local, private endpoints), by model name: US
+    dollars per million input and output tokens, e.g. ``{"my-model": {"input": 0.2, "output": 0.6}}``.
+    They also override the table. See ``langchain_moa.costs``."""
 
     def __init__(self, /, **data: Any) -> None:
         try:
@@ -230,6 +282,25 @@ class MoAOptions(BaseModel):
                 "(or leave staircase unset)"
             )
             raise MoAConfigError(msg)
+        if self.cascade is not None and self.layers > 1 and not self.min_proposals <= self.cascade <= n:
+            msg = (
+                f"cascade must be between min_proposals ({self.min_proposals}) and the number of "
+                f"proposers ({n}), got {self.cascade!r}"
+            )
+            raise MoAConfigError(msg)
+        adaptive = [name for name in ("early_exit", "cascade") if getattr(self, name) is not None]
+        if adaptive and self.staircase is not None:
+            msg = (
+                f"{adaptive[0]} cannot be combined with staircase: staircase starts the answer before the "
+                f"proposals are whole, {adaptive[0]} decides on whole proposals (leave one of them unset)"
+            )
+            raise MoAConfigError(msg)
+        if self.confidence_prior is not None and strategy.name != "confidence":
+            msg = (
+                f"confidence_prior is the tie-break of aggregation='confidence', not of "
+                f"{strategy.name!r}: set aggregation='confidence' or leave confidence_prior unset"
+            )
+            raise MoAConfigError(msg)
         quorum = self.proposal_quorum
         if quorum is not None and self.layers > 1 and not self.min_proposals <= quorum <= n:
             msg = (
@@ -250,6 +321,13 @@ class MoAOptions(BaseModel):
     def aggregator_limit(self) -> float | None:
         """Seconds the aggregator may take (``aggregator_timeout``, else ``timeout``)."""
         return self.aggregator_timeout if self.aggregator_timeout is not None else self.timeout
+
+    def strategy(self) -> Strategy:
+        """The aggregation strategy these options configure."""
+        strategy = strategy_of(self.aggregation)
+        if self.confidence_prior and isinstance(strategy, Confidence):
+            return Confidence(prior=self.confidence_prior)
+        return strategy
 
     def why_no_tools(self, *, in_rounds: bool | None = None) -> str | None:
         """Why this MoA's aggregator cannot call tools (nor answer in a schema), or ``None`` if it can.
@@ -279,6 +357,8 @@ class MoAOptions(BaseModel):
                 value = [_identity(m) for m in value]
             elif name == "aggregator":
                 value = _identity(value)
+            elif name == "agreement_embeddings" and value is not None:
+                value = f"{type(value).__qualname__}@{id(value):x}"  # by identity, as a function strategy
             key[name] = value
         return key
 

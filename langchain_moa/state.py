@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, NotRequired, TypedDict
 
 from langchain_core.messages.ai import UsageMetadata
 from langgraph.graph import MessagesState
@@ -35,6 +35,9 @@ class Proposal(TypedDict):
     0 when it was cut before it started."""
     cut: bool
     """Whether ``proposal_quorum`` or ``layer_deadline`` cut this proposer short."""
+    skipped: NotRequired[str]
+    """Why this proposer did not run (``early_exit``, ``cascade``); such a proposal has no content, no
+    error, and is left out of the answer's record."""
 
 
 def _merge_proposals(old: dict[str, Proposal], new: dict[str, Proposal]) -> dict[str, Proposal]:

@@ -172,7 +172,9 @@ _FLAGS = {
     "max_concurrency": "--num-proc",
     "aggregation": "--aggregation",
 }
-_GENERATED = [name for name in option_names() if name not in _FLAGS]
+_PYTHON_ONLY = ("agreement_embeddings",)
+"""Options whose value is an object (an embedding model): given in Python, never on a command line."""
+_GENERATED = [name for name in option_names() if name not in _FLAGS and name not in _PYTHON_ONLY]
 """The options with a flag of their own name, made from ``MoAOptions``."""
 _FLAGS.update({name: _flag(name) for name in _GENERATED})
 _SHARED = [f for f in fields(ModelChoice) if f.name != "options"]
@@ -183,6 +185,15 @@ def _fanout(value: str | None) -> str | int | None:
     return int(value) if value is not None and value.isdigit() else value
 
 
+def _json_object(value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as error:
+        raise typer.BadParameter(f"not JSON: {error.msg} (e.g. '{{\"model\": 0.5}}')") from None
+
+
 def _generated_option(name: str) -> inspect.Parameter:
     """A keyword parameter for typer: ``--<name>``, typed from the option, its documentation as help."""
     annotation = MoAOptions.model_fields[name].annotation
@@ -191,6 +202,9 @@ def _generated_option(name: str) -> inspect.Parameter:
     if any(typing.get_origin(k) is typing.Literal for k in kinds):  # "turn", "call" or a number
         kind: Any = str
         parse = {"parser": _fanout, "metavar": "call|turn|N"}
+    elif any(typing.get_origin(k) is dict for k in kinds):  # a mapping, written as JSON
+        kind = str
+        parse = {"parser": _json_object, "metavar": "JSON"}
     else:
         kind = next((k for k in (int, float) if k in kinds), str)
     hint = Annotated[kind | None, typer.Option(_flag(name), help=describe(name), **parse)]

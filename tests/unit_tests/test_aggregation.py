@@ -204,7 +204,7 @@ def test_the_strategy_is_in_the_cache_key_and_the_served_form() -> None:
     shuffled, _ = _moa(ScriptedChatModel(), aggregation="shuffle")
     assert plain._get_llm_string() != shuffled._get_llm_string()
     schema = MoAConfiguration.model_json_schema()["properties"]["aggregation"]
-    assert schema["anyOf"][0]["enum"] == ["synthesize", "shuffle", "select", "tally", "majority"]
+    assert schema["anyOf"][0]["enum"] == ["synthesize", "shuffle", "select", "tally", "majority", "confidence"]
 
 
 def test_exact_compares_strategies_on_the_same_proposals(
@@ -308,7 +308,7 @@ def test_a_strategy_whose_reply_names_a_proposal() -> None:
 
 
 def test_the_built_in_strategies_are_instances_that_say_what_they_can_do() -> None:
-    assert set(BUILT_IN) == {"synthesize", "shuffle", "select", "tally", "majority"}
-    assert [n for n, s in BUILT_IN.items() if not s.calls_tools] == ["select", "majority"]
+    assert set(BUILT_IN) == {"synthesize", "shuffle", "select", "tally", "majority", "confidence"}
+    assert [n for n, s in BUILT_IN.items() if not s.calls_tools] == ["select", "majority", "confidence"]
     assert [n for n, s in BUILT_IN.items() if s.reads_partial_proposals] == ["synthesize", "shuffle"]
     assert strategy_of(len).name == "len" and not strategy_of(len).calls_tools
