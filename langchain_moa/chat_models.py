@@ -27,6 +27,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from langchain_moa import cancellation, events, sync_bridge
 from langchain_moa.conversation import as_chunk, check_conversation, check_inputs
+from langchain_moa.costs import Pricer, check_budget
 from langchain_moa.graph import MoAGraph, build_moa_graph, resolve_models, run_config
 from langchain_moa.models import model_label
 from langchain_moa.options import MoAOptions, option_names
@@ -211,6 +212,10 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         check_conversation(messages)
         graph = self._current_graph()
         check_inputs(messages, self._models)
+        if self.max_cost is not None:  # the worst case, before any model runs
+            options = MoAOptions(**{name: getattr(self, name) for name in option_names()})
+            limited = options.model_copy(update={k: kwargs[k] for k in ("max_tokens",) if kwargs.get(k)})
+            check_budget(limited, self._models[:-1], self._models[-1], messages, Pricer(self.prices))
         stop = stop or self.stop
         aggregator_kwargs = {**kwargs, "stop": stop} if stop else dict(kwargs)
         context = MoAContext(

@@ -27,6 +27,7 @@ from pydantic import SecretStr
 
 from langchain_moa.aggregation import strategy_of
 from langchain_moa.agreement import Judge
+from langchain_moa.costs import Pricer
 from langchain_moa.fanout import Fanout, reusable_proposals
 from langchain_moa.models import LOCAL_PROVIDER, resolve_chat_model
 from langchain_moa.nodes import (
@@ -109,7 +110,7 @@ def build_moa_graph(
         options = MoAOptions(proposers=list(proposers or []), aggregator=aggregator, **fields)
     proposer_models, aggregator_model = resolve_models(options, api_key=api_key)
     judge = Judge(embeddings=options.agreement_embeddings, threshold=options.agreement_threshold)
-    settings = NodeSettings(options, TailLatency(options), judge=judge)
+    settings = NodeSettings(options, TailLatency(options), judge=judge, pricer=Pricer(options.prices))
 
     graph = StateGraph(MoAState, context_schema=MoAContext, input_schema=MessagesState)
     previous: list[str] = []  # the nodes whose answers the next layer reads
@@ -138,6 +139,7 @@ def build_moa_graph(
                 cascade_first=first if later else (),
             )
             graph.add_node(node, proposer.runnable())
+            settings.models[node] = model
             if later:
                 graph.add_edge(first, node)
             elif waits_on or options.fanout == "call":

@@ -33,6 +33,7 @@ from langchain_moa import aggregation, sync_bridge
 from langchain_moa.agreement import Consensus, Judge
 from langchain_moa.cancellation import until_cancelled
 from langchain_moa.conversation import as_chunk, check_conversation, proposer_view
+from langchain_moa.costs import Pricer
 from langchain_moa.errors import OVERFLOW, AggregatorError, MoAError, aggregator_error, too_few_proposals
 from langchain_moa.events import (
     AggregatorStarted,
@@ -78,6 +79,9 @@ class NodeSettings:
     policy: TailLatency
     staircases: Meetings[Staircase] = field(default_factory=Meetings)
     judge: Judge = field(default_factory=Judge)
+    pricer: Pricer = field(default_factory=Pricer)
+    models: dict[str, BaseChatModel] = field(default_factory=dict)
+    """Each proposer node's model, for its cost."""
 
     async def agreed(self, state: MoAState, nodes: Sequence[str], share: float) -> Consensus | None:
         """Whether the proposals of ``nodes`` (one layer) that ran agree by ``share``; ``None`` also
@@ -541,6 +545,9 @@ class AggregatorNode:
         }
         if missing:
             moa["usage_missing"] = missing
+        moa["cost"] = self.settings.pricer.record(
+            layers, self.settings.models, self.model, merged.usage_metadata, called
+        )
         if staircase := record.pop("staircase", None):
             moa["staircase"] = staircase
         for key in ("early_exit", "skipped"):  # what agreement saved (``early_exit``, ``cascade``)

@@ -204,7 +204,14 @@ def test_the_strategy_is_in_the_cache_key_and_the_served_form() -> None:
     shuffled, _ = _moa(ScriptedChatModel(), aggregation="shuffle")
     assert plain._get_llm_string() != shuffled._get_llm_string()
     schema = MoAConfiguration.model_json_schema()["properties"]["aggregation"]
-    assert schema["anyOf"][0]["enum"] == ["synthesize", "shuffle", "select", "tally", "majority", "confidence"]
+    assert schema["anyOf"][0]["enum"] == [
+        "synthesize",
+        "shuffle",
+        "select",
+        "tally",
+        "majority",
+        "confidence",
+    ]
 
 
 def test_exact_compares_strategies_on_the_same_proposals(

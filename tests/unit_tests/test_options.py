@@ -56,7 +56,9 @@ def test_every_option_is_documented_and_served_with_its_documentation() -> None:
         assert MoAOptions.model_fields[name].description, name
         assert describe(name).endswith(".")
         if name != "agreement_embeddings":  # an object: it cannot travel in a served configuration
-            assert MoAConfiguration.model_fields[name].description == MoAOptions.model_fields[name].description
+            assert (
+                MoAConfiguration.model_fields[name].description == MoAOptions.model_fields[name].description
+            )
     assert "preset" in MoAConfiguration.model_fields
     # MoAChatModel's fields are the options (plus the chat model's own).
     assert set(option_names()) <= set(MoAChatModel.model_fields)

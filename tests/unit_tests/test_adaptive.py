@@ -1,0 +1,243 @@
+"""Paying for MoA only where it helps: ``early_exit``, ``cascade`` and ``aggregation="confidence"``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from langchain_core.embeddings import Embeddings
+from langchain_core.messages import AIMessage
+
+from langchain_moa import MoAChatModel, MoAConfigError, observe
+from langchain_moa.events import Agreed, Token
+from langchain_moa.fakes import CallTally, Delayed, ScriptedChatModel
+
+
+def _proposers(*answers: Any, tally: CallTally | None = None) -> list[ScriptedChatModel]:
+    return [
+        ScriptedChatModel(answer=a, model_name=f"p{i}", tally=tally or CallTally())
+        for i, a in enumerate(answers, start=1)
+    ]
+
+
+def _aggregator() -> ScriptedChatModel:
+    return ScriptedChatModel(answer="Answer: Z (synthesised)", model_name="agg")
+
+
+# -- early_exit ----------------------------------------------------------------------------------
+
+
+def test_agreeing_proposals_answer_without_the_aggregator() -> None:
+    aggregator = _aggregator()
+    proposers = _proposers(Delayed(0.05, "Answer: B, slowly"), "Answer: B, quickly", "Answer: C")
+    moa = MoAChatModel(proposers=proposers, aggregator=aggregator, early_exit=0.6)
+    answer = moa.invoke("Q")
+    assert answer.text == "Answer: B, quickly"  # the first of the agreeing proposals to finish
+    assert aggregator.calls == []
+    record = answer.response_metadata["moa"]
+    assert record["early_exit"] == {"layer": 1, "agreeing": [1, 2], "of": 3, "chosen": 2,
+                                    "why": "the first of the agreeing proposals to finish", "answer": "B"}  # fmt: skip
+    assert record["aggregator"]["called"] is False and record["cost"]["aggregator"] == 0.0
+    assert answer.usage_metadata == {"input_tokens": 3, "output_tokens": 8, "total_tokens": 11}
+
+
+def test_too_few_agreeing_proposals_leave_the_answer_to_the_aggregator() -> None:
+    aggregator = _aggregator()
+    moa = MoAChatModel(proposers=_proposers("Answer: B", "Answer: C", "no answer stated"), aggregator=aggregator,
+                       early_exit=0.6)  # fmt: skip
+    answer = moa.invoke("Q")
+    assert answer.text == "Answer: Z (synthesised)" and len(aggregator.calls) == 1
+    assert "early_exit" not in answer.response_metadata["moa"]
+
+
+def test_a_failed_proposer_counts_as_not_agreeing() -> None:
+    aggregator = _aggregator()
+    proposers = _proposers("Answer: B", RuntimeError("down"), "Answer: C")
+    moa = MoAChatModel(proposers=proposers, aggregator=aggregator, early_exit=0.5 + 1e-9)
+    assert moa.invoke("Q").text == "Answer: Z (synthesised)"  # 1 of 3 agree, not a half
+    both = MoAChatModel(proposers=_proposers("Answer: B", RuntimeError("down"), "Answer: B"), aggregator=_aggregator(),
+                        early_exit=0.6)  # fmt: skip
+    assert both.invoke("Q").response_metadata["moa"]["early_exit"]["of"] == 3
+
+
+def test_an_agreeing_layer_skips_the_later_layers() -> None:
+    tally = CallTally()
+    aggregator = _aggregator()
+    moa = MoAChatModel(proposers=_proposers("Answer: 42", "the answer is 42.0", "Answer: 7", tally=tally),
+                       aggregator=aggregator, layers=3, early_exit=0.6)  # fmt: skip
+    answer = moa.invoke("Q")
+    record = answer.response_metadata["moa"]
+    assert tally.finished == 3 and aggregator.calls == []  # layer 2 and the aggregator never ran
+    assert [len(layer) for layer in record["layers"]] == [3]
+    assert record["skipped"] == ["layer 2 #1 p1", "layer 2 #2 p2", "layer 2 #3 p3"]
+    assert record["early_exit"]["answer"] == "42"
+
+
+def test_the_exit_streams_the_chosen_proposal_and_says_so() -> None:
+    seen: list[Any] = []
+    moa = MoAChatModel(
+        proposers=_proposers("Answer: A. Because.", "Answer: A"), aggregator=_aggregator(), early_exit=1
+    )
+    with observe(seen.append):
+        chunks = list(moa.stream("Q"))
+    assert "".join(c.text for c in chunks) == "Answer: A. Because."
+    agreed = [e for e in seen if isinstance(e, Agreed)]
+    assert [(a.layer, a.agreeing, a.chosen, a.skipped) for a in agreed] == [(1, [1, 2], 1, ["aggregator"])]
+    assert [e.chunk.text for e in seen if isinstance(e, Token)] == ["Answer: A. Because."]
+
+
+def test_with_tools_bound_the_aggregator_still_answers_and_may_call_one() -> None:
+    call = AIMessage("", tool_calls=[{"name": "lookup", "args": {"q": "x"}, "id": "c1"}])
+    aggregator = ScriptedChatModel(answer=call, model_name="agg")
+    moa = MoAChatModel(proposers=_proposers("Answer: B", "Answer: B"), aggregator=aggregator, early_exit=0.6)
+
+    def lookup(q: str) -> str:
+        """Look something up."""
+        return q
+
+    answer = moa.bind_tools([lookup]).invoke("Q")
+    assert answer.tool_calls[0]["name"] == "lookup" and len(aggregator.calls) == 1
+    assert answer.response_metadata["moa"]["early_exit"]["declined"].startswith("tools are bound")
+
+
+def test_free_text_agrees_only_by_an_embedding_model() -> None:
+    class Letters(Embeddings):
+        """Texts about the same thing point the same way: a count of each letter."""
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [self.embed_query(t) for t in texts]
+
+        def embed_query(self, text: str) -> list[float]:
+            return [float(text.lower().count(c)) for c in "abcdefghijklmnopqrstuvwxyz"]
+
+    texts = ("The sky is blue because of Rayleigh scattering.", "The sky is blue because of Rayleigh scattering!",
+             "Bananas are yellow.")  # fmt: skip
+    plain = MoAChatModel(proposers=_proposers(*texts), aggregator=_aggregator(), early_exit=0.6)
+    assert plain.invoke("Q").text == "Answer: Z (synthesised)"
+    aggregator = _aggregator()
+    by_meaning = MoAChatModel(proposers=_proposers(*texts), aggregator=aggregator, early_exit=0.6,
+                              agreement_embeddings=Letters(), agreement_threshold=0.95)  # fmt: skip
+    answer = by_meaning.invoke("Q")
+    assert answer.text in texts[:2] and aggregator.calls == []
+    assert (
+        answer.response_metadata["moa"]["early_exit"]["why"] == "the most central of the agreeing proposals"
+    )
+
+
+def test_an_embedding_model_that_fails_leaves_the_aggregator_to_decide() -> None:
+    class Broken(Embeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            raise ConnectionError("embedding server down")
+
+        def embed_query(self, text: str) -> list[float]:
+            raise ConnectionError("embedding server down")
+
+    moa = MoAChatModel(proposers=_proposers("free text one", "free text two"), aggregator=_aggregator(),
+                       early_exit=0.6, agreement_embeddings=Broken())  # fmt: skip
+    answer = moa.invoke("Q")
+    assert answer.text == "Answer: Z (synthesised)"
+    assert answer.response_metadata["moa"]["early_exit"] == {
+        "error": "ConnectionError: embedding server down"
+    }
+
+
+# -- cascade -------------------------------------------------------------------------------------
+
+
+def test_a_cascade_asks_the_rest_only_when_the_first_disagree() -> None:
+    first, rest = CallTally(), CallTally()
+    proposers = [*_proposers("Answer: B", "Answer: B", tally=first), *_proposers("Answer: C", tally=rest)]
+    aggregator = _aggregator()
+    moa = MoAChatModel(proposers=proposers, aggregator=aggregator, cascade=2)
+    answer = moa.invoke("Q")
+    assert (first.finished, rest.finished) == (2, 0)
+    record = answer.response_metadata["moa"]
+    assert record["skipped"] == ["layer 1 #3 p1"] and [p["index"] for p in record["layers"][0]] == [1, 2]
+    assert len(aggregator.calls) == 1  # without early_exit, the aggregator synthesises the two
+    assert aggregator.calls[0]["messages"][0].content.endswith("\n1. Answer: B\n2. Answer: B")
+
+    split = [*_proposers("Answer: B", "Answer: C", tally=first), *_proposers("Answer: C", tally=rest)]
+    MoAChatModel(proposers=split, aggregator=_aggregator(), cascade=2).invoke("Q")
+    assert rest.finished == 1  # they disagreed: the third ran
+
+
+async def test_a_cascade_runs_the_rest_after_the_first_and_in_parallel_with_each_other() -> None:
+    tally = CallTally()
+    proposers = [
+        ScriptedChatModel(answer=f"Answer: {c}", sleep=0.3, tally=tally, model_name=c) for c in "ABCD"
+    ]
+    moa = MoAChatModel(proposers=proposers, aggregator=_aggregator(), cascade=2)
+    started = asyncio.get_running_loop().time()
+    await moa.ainvoke("Q")
+    elapsed = asyncio.get_running_loop().time() - started
+    assert tally.peak == 2 and tally.finished == 4
+    assert 0.6 <= elapsed < 1.5  # two rounds of 0.3 s, not four
+
+
+def test_cascade_and_early_exit_together_answer_from_the_first_proposers() -> None:
+    rest = CallTally()
+    proposers = [*_proposers("Answer: D", "Answer: D"), *_proposers("Answer: A", "Answer: A", tally=rest)]
+    aggregator = _aggregator()
+    answer = MoAChatModel(proposers=proposers, aggregator=aggregator, cascade=2, early_exit=0.6).invoke("Q")
+    assert answer.text == "Answer: D" and aggregator.calls == [] and rest.finished == 0
+    assert answer.response_metadata["moa"]["early_exit"]["of"] == 2  # of those that ran
+
+
+# -- confidence ----------------------------------------------------------------------------------
+
+
+def test_confidence_picks_the_model_whose_samples_agree_most() -> None:
+    steady = ScriptedChatModel(answers=["Answer: C", "Answer: C", "Answer: B"], model_name="steady")
+    erratic = ScriptedChatModel(answers=["Answer: A", "Answer: B", "Answer: D"], model_name="erratic")
+    aggregator = _aggregator()
+    moa = MoAChatModel(proposers=[erratic, steady, erratic, steady, erratic, steady], aggregator=aggregator,
+                       aggregation="confidence")  # fmt: skip
+    answer = moa.invoke("Q")
+    assert answer.text == "Answer: C" and aggregator.calls == []
+    record = answer.response_metadata["moa"]["aggregation"]
+    assert record["winner"] == "steady" and record["models"]["steady"] == {
+        "answer": "C",
+        "agreeing": 2,
+        "of": 3,
+    }
+    assert record["models"]["erratic"]["agreeing"] == 1
+
+
+@pytest.mark.parametrize(("prior", "winner"), [(None, "first"), ({"second": 0.6, "first": 0.4}, "second")])
+def test_confidence_ties_go_to_the_prior_else_the_proposers_order(prior: dict | None, winner: str) -> None:
+    first = ScriptedChatModel(answers=["Answer: A", "Answer: A"], model_name="first")
+    second = ScriptedChatModel(answers=["Answer: B", "Answer: B"], model_name="second")
+    moa = MoAChatModel(proposers=[first, second, first, second], aggregator=_aggregator(),
+                       aggregation="confidence", confidence_prior=prior)  # fmt: skip
+    assert moa.invoke("Q").response_metadata["moa"]["aggregation"]["winner"] == winner
+
+
+# -- bad values, before any model runs ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"early_exit": 0.5}, "early_exit must be a share in (0.5, 1], e.g. 0.67, or unset (off), got 0.5"),
+        ({"early_exit": 1.5}, "early_exit must be a share in (0.5, 1]"),
+        ({"early_exit": "most"}, "early_exit must be a share in (0.5, 1]"),
+        ({"cascade": 0}, "cascade must be an integer >= 1, or unset (all at once), got 0"),
+        ({"cascade": 4}, "cascade must be between min_proposals (1) and the number of proposers (3), got 4"),
+        ({"cascade": 1, "min_proposals": 2}, "cascade must be between min_proposals (2)"),
+        ({"max_cost": 0}, "max_cost must be a positive number of US dollars, or unset, got 0"),
+        ({"max_cost": True}, "max_cost must be a positive number"),
+        ({"confidence_prior": {"p1": 0.5}}, "confidence_prior is the tie-break of aggregation='confidence'"),
+        ({"aggregation": "confidence", "confidence_prior": {"p1": "high"}}, "confidence_prior must be a mapping"),
+        ({"early_exit": 0.67, "staircase": 8}, "early_exit cannot be combined with staircase"),
+        ({"cascade": 2, "staircase": 8}, "cascade cannot be combined with staircase"),
+        ({"agreement_embeddings": "openai"}, "agreement_embeddings must be a LangChain Embeddings"),
+        ({"prices": {"p1": {"input": 1}}}, "prices must be a mapping of model name to {'input': $, 'output': $}"),
+    ],
+)  # fmt: skip
+def test_bad_values_name_the_value_and_the_fix(fields: dict[str, Any], message: str) -> None:
+    tally = CallTally()
+    with pytest.raises(MoAConfigError) as raised:
+        MoAChatModel(proposers=_proposers("a", "b", "c", tally=tally), aggregator=_aggregator(), **fields)
+    assert str(raised.value).startswith(message)
+    assert tally.finished == 0
