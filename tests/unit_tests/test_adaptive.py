@@ -76,9 +76,8 @@ def test_an_agreeing_layer_skips_the_later_layers() -> None:
 
 def test_the_exit_streams_the_chosen_proposal_and_says_so() -> None:
     seen: list[Any] = []
-    moa = MoAChatModel(
-        proposers=_proposers("Answer: A. Because.", "Answer: A"), aggregator=_aggregator(), early_exit=1
-    )
+    proposers = _proposers("Answer: A. Because.", Delayed(0.05, "Answer: A"))
+    moa = MoAChatModel(proposers=proposers, aggregator=_aggregator(), early_exit=1)
     with observe(seen.append):
         chunks = list(moa.stream("Q"))
     assert "".join(c.text for c in chunks) == "Answer: A. Because."
