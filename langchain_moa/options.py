@@ -242,7 +242,7 @@ class MoAOptions(BaseModel):
     ``moa eval exact``), the higher winning a tie. ``None``: ties go to the proposers' order."""
     max_cost: Annotated[
         float | None, _rule(lambda v: _is_number(v) and v > 0, "a positive number of US dollars, or unset")
-    ] = Field(default=None, json_schema_extra={"changes_answers": False})
+    ] = Field(default=None, json_schema_extra={"changes_answers": False, "per_request": True})
     """US dollars one call may cost at most: a call whose worst case (every prompt at full length, every
     model at its token limit) exceeds it is refused before any model runs. ``None``: no limit."""
     prices: Annotated[

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from langchain_moa.cli.options import ModelChoice, model_options
-from langchain_moa.cli.output import View, as_json, consoles, fail, plain
+from langchain_moa.cli.output import View, as_json, consoles, fail, plain, summary
 from langchain_moa.errors import MoAError
 
 if TYPE_CHECKING:  # imported when a command runs: `moa --help` and `moa presets` start fast
@@ -81,6 +81,8 @@ def ask(
         plain(out, as_json(message))
     else:
         view.finish(message)
+        if not quiet:
+            plain(err, summary(message))
     note_if_cut(message, err)
 
 

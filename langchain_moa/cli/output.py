@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from langchain_moa.events import MoAEvent
     from langchain_moa.state import Proposal
 
-__all__ = ["View", "as_json", "consoles", "fail", "plain", "print_table"]
+__all__ = ["View", "as_json", "consoles", "fail", "plain", "print_table", "summary"]
 
 
 def consoles() -> tuple[Console, Console]:
@@ -82,9 +82,17 @@ class View:
             self.console.soft_wrap = self.soft_wrap
 
     def __call__(self, event: MoAEvent) -> None:
-        from langchain_moa.events import ProposalChunk, ProposalReady, ProposerStarted, Token
+        from langchain_moa.events import Agreed, ProposalChunk, ProposalReady, ProposerStarted, Token
 
-        if isinstance(event, ProposalChunk):  # staircase: the proposal streams to the aggregator
+        if isinstance(event, Agreed):  # the rows of what will not run say so
+            for node in event.skipped:
+                why = (
+                    f"skipped: proposals {event.agreeing} agreed"
+                    if event.agreeing
+                    else "skipped: others agreed"
+                )
+                self.rows[node] = {"layer": "·", "index": "", "model": node, "state": "skipped", "why": why}
+        elif isinstance(event, ProposalChunk):  # staircase: the proposal streams to the aggregator
             row = self.rows.get(event.node)
             if row is not None:
                 row["streamed"] = row.get("streamed", 0) + 1
@@ -111,6 +119,8 @@ class View:
                 status = Text(f"… writing, {row['streamed']} tokens", style="yellow")
             elif state is None:
                 status = Text("… waiting", style="yellow")
+            elif state == "skipped":
+                status = Text(f"- {row['why']}", style="dim")
             elif state == "done":
                 tokens = (row.get("usage") or {}).get("output_tokens", "?")
                 status = Text(f"✓ {row['latency_s']:.1f}s, {tokens} tokens", style="green")
@@ -139,6 +149,24 @@ def _print_proposal(console: Console, proposal: Proposal) -> None:
     plain(console, f"{head}\n{body}")
 
 
+def summary(message: AIMessage) -> str:
+    """One line after the answer: tokens and cost, and what agreement saved."""
+    moa = message.response_metadata["moa"]
+    usage = message.usage_metadata
+    tokens = f"{usage['total_tokens']:,} tokens" if usage else "tokens unknown (a model reported none)"
+    cost = moa.get("cost") or {}
+    if cost.get("total") is not None:
+        money = f"${cost['total']:.6f}"
+    else:
+        money = f"cost unknown (no price for {', '.join(cost.get('unknown_prices') or ['a call'])})"
+    saved = ""
+    if "early_exit" in moa and "chosen" in moa["early_exit"] and "declined" not in moa["early_exit"]:
+        saved = f" · proposals agreed: answered with proposal {moa['early_exit']['chosen']}, no aggregator"
+    elif moa.get("skipped"):
+        saved = f" · {len(moa['skipped'])} proposers skipped (the first agreed)"
+    return f"{tokens} · {money}{saved}"
+
+
 def as_json(message: AIMessage) -> str:
     """The answer, its proposals and usage as JSON (``--json``)."""
     moa = message.response_metadata["moa"]
@@ -149,8 +177,12 @@ def as_json(message: AIMessage) -> str:
             "usage": message.usage_metadata,
             "layers": moa["layers"],
             "aggregator": moa["aggregator"],
-            # what the strategy did, and staircase's rounds, when there is more to say than the default
-            **{key: moa[key] for key in ("aggregation", "staircase") if key in moa},
+            # what the strategy did, staircase's rounds, agreement's savings, what it cost
+            **{
+                key: moa[key]
+                for key in ("aggregation", "staircase", "early_exit", "skipped", "cost")
+                if key in moa
+            },
         },
         indent=2,
         ensure_ascii=False,

@@ -28,6 +28,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from langchain_moa.cancellation import stop
+from langchain_moa.costs import BudgetExceeded
 from langchain_moa.errors import InvalidConversationError, MoAConfigError, MoAError
 from langchain_moa.server.logs import RequestLog
 from langchain_moa.server.openai_format import (
@@ -86,6 +87,12 @@ class ModelRegistry:
             model = self._built[name]
         if not options:
             return model
+        if "max_cost" in options and (limit := model.max_cost) is not None:
+            asked = options["max_cost"]  # a request may lower the operator's budget, never raise it
+            if asked is None or (
+                isinstance(asked, int | float) and not isinstance(asked, bool) and asked > limit
+            ):
+                raise MoAConfigError(f"max_cost must be at most the server's {limit}, got {asked!r}")
         key = (name, json.dumps(options, sort_keys=True))
         with self._variants_lock:
             if (variant := self._variants.get(key)) is not None:
@@ -303,6 +310,10 @@ def create_app(
             return StreamingResponse(events, media_type="text/event-stream")
         except _ClientGone:
             return Response(status_code=499)
+        except BudgetExceeded as error:  # refused before any model ran
+            return _error(
+                400, str(error), kind="invalid_request_error", param="moa.max_cost", code="over_budget"
+            )
         except (MoAConfigError, InvalidConversationError) as error:
             return _error(400, str(error), kind="invalid_request_error", param="messages")
         except MoAError as error:

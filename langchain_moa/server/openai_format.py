@@ -35,14 +35,18 @@ def finish_reason_of(message: AIMessage | AIMessageChunk) -> str:
     return "length" if was_cut(message) else "stop"
 
 
-def usage_of(message: AIMessage | AIMessageChunk) -> dict[str, int] | None:
+def usage_of(message: AIMessage | AIMessageChunk) -> dict[str, Any] | None:
+    """OpenAI's usage block, with the cost in US dollars as an extra field (``null`` when a price or a
+    call's usage is unknown: never a zero that is not one)."""
     usage = message.usage_metadata
     if usage is None:
         return None
+    cost = (message.response_metadata.get("moa") or {}).get("cost") or {}
     return {
         "prompt_tokens": usage["input_tokens"],
         "completion_tokens": usage["output_tokens"],
         "total_tokens": usage["total_tokens"],
+        "cost_usd": cost.get("total"),
     }
 
 
@@ -85,7 +89,7 @@ def stream_chunk(
     *,
     delta: dict[str, Any] | None = None,
     finish_reason: str | None = None,
-    usage: dict[str, int] | None = None,
+    usage: dict[str, Any] | None = None,
     moa: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One ``chat.completion.chunk``; with ``usage`` and no ``delta``, the closing usage chunk."""

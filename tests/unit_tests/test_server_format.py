@@ -57,7 +57,7 @@ def test_an_answer_with_tool_calls_and_a_streamed_tool_call_chunk() -> None:
     assert body["choices"][0]["message"]["tool_calls"] == [
         {"id": "c1", "type": "function", "function": {"name": "w", "arguments": '{"city": "Paris"}'}}
     ]
-    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5, "cost_usd": None}
     assert body["moa"] == {"layers": []}
     chunk = AIMessageChunk(
         content="", tool_call_chunks=[{"name": "w", "args": '{"ci', "id": "c1", "index": 0}]
