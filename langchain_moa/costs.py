@@ -94,13 +94,14 @@ class Pricer:
         self.prices = {
             name: Price(p["input"], p["output"], "prices option") for name, p in (prices or {}).items()
         }
-        self._known: dict[int, Price | None] = {}
+        # By identity, the model held: its id cannot be reused by another model while it is known here.
+        self._known: dict[int, tuple[BaseChatModel, Price | None]] = {}
 
     def price(self, model: BaseChatModel) -> Price | None:
         """``model``'s price: the ``prices`` option's, else the table's, else ``None`` (unknown)."""
         if (key := id(model)) not in self._known:
-            self._known[key] = self._look_up(model)
-        return self._known[key]
+            self._known[key] = (model, self._look_up(model))
+        return self._known[key][1]
 
     def _look_up(self, model: BaseChatModel) -> Price | None:
         label = model_label(model)
