@@ -24,6 +24,7 @@ from langchain_core.messages import HumanMessage
 from langchain_core.messages.ai import add_usage
 
 from langchain_moa import aggregation
+from langchain_moa.agreement import Judge
 from langchain_moa.answers import NUMBER, choice_letter, normalize, number_answer
 from langchain_moa.chat_models import MoAChatModel
 from langchain_moa.errors import MoAConfigError
@@ -173,6 +174,10 @@ async def run_strategies(
         proposal_tokens = sum(p["tokens"] for p in moa_record["proposals"])
         fast_path, n, layout = _replay_spec(strategy)
         started = time.perf_counter()
+        if fast_path == "adaptive":
+            return {"key": f"{record['id']}|{strategy}"} | await _adaptive(
+                moa, conversation, moa_record, strategy, sampling
+            )
         if fast_path == "staircase":
             text, note, chunks = await replay(
                 moa.aggregator_model, conversation, references, chunk=n, prompt=moa.aggregator_prompt,
@@ -193,6 +198,7 @@ async def run_strategies(
                 prompt=moa.aggregator_prompt,
                 rng=random.Random(f"{moa.seed}-{record['id']}"),
                 voters=len(moa_record.get("final", moa_record["proposals"])),
+                models=[p["model"] for p in moa_record["proposals"]] if moa.layers == 2 else (),
                 **sampling,
             )
         return {
@@ -222,7 +228,62 @@ async def run_strategies(
     return records
 
 
+async def _adaptive(
+    moa: MoAChatModel,
+    conversation: list[HumanMessage],
+    moa_record: dict[str, Any],
+    spec: str,
+    sampling: dict[str, Any],
+) -> dict[str, Any]:
+    """``early_exit=S``, ``cascade=K`` or ``cascade=K+early_exit=S`` replayed on the journalled proposals
+    of a 2-layer MoA, as the graph would decide: the first K proposals (all without ``cascade``), the
+    rest only when those disagree; the agreeing proposal as the answer when S of those that ran agree.
+    Where every proposer ran and none agreed, the run is the standard MoA's, whose journalled answer
+    is the answer (no model runs again); only a cascade whose first proposers agreed without an exit
+    calls the aggregator, on their proposals alone."""
+    rules = dict(part.split("=") for part in spec.split("+"))
+    share = float(rules["early_exit"]) if "early_exit" in rules else None
+    first = int(rules.get("cascade", 0)) or None
+    journalled = moa_record["proposals"]
+    proposals = [
+        {"node": str(i), "layer": 1, "index": i, "model": p["model"], "content": p["text"], "error": None,
+         "usage": None, "latency_s": p["seconds"], "cut": False}
+        for i, p in enumerate(journalled, start=1)
+    ]  # fmt: skip
+    judge = Judge()
+    ran = proposals
+    if first is not None and await judge.consensus(proposals[:first], share or 1.0) is not None:
+        ran = proposals[:first]
+    spent = sum(p["tokens"] for p in journalled[: len(ran)])
+    waited = [p["seconds"] for p in journalled]  # a cascade's later proposers start after its first
+    seconds = (
+        max(waited[:first]) + max(waited[first:], default=0.0) * (ran is proposals) if first else max(waited)
+    )
+    note: dict[str, Any] = {"ran": len(ran), "of": len(proposals)}
+    if share is not None and (agreed := await judge.consensus(ran, share)) is not None:
+        text = ran[agreed.chosen - 1]["content"] or ""
+        return {"text": text, "note": note | {"exit": agreed.record()}, "tokens": spent, "seconds": seconds}
+    if ran is proposals:  # the standard MoA's run: its journalled answer
+        aggregator_tokens = moa_record["tokens"] - sum(p["tokens"] for p in journalled)
+        return {"text": moa_record["text"], "note": note, "tokens": spent + aggregator_tokens,
+                "seconds": moa_record["seconds"]}  # fmt: skip
+    started = time.perf_counter()
+    text, _, usage = await aggregation.aggregate_once(
+        moa.aggregator_model, conversation, [p["content"] or "" for p in ran], "synthesize",
+        prompt=moa.aggregator_prompt, rng=random.Random(0), **sampling,
+    )  # fmt: skip
+    seconds += time.perf_counter() - started
+    return {
+        "text": text,
+        "note": note,
+        "tokens": spent + (usage or {}).get("total_tokens", 0),
+        "seconds": seconds,
+    }
+
+
 _FAST_PATHS = ("staircase", "proposer_max_tokens")
+_ADAPTIVE = re.compile(r"(early_exit=(0\.\d+|1(\.0+)?)|cascade=[1-9]\d*(\+early_exit=(0\.\d+|1(\.0+)?))?)")
+"""``early_exit=S``, ``cascade=K``, ``cascade=K+early_exit=S``."""
 
 
 def check_strategies(specs: list[str]) -> None:
@@ -236,6 +297,10 @@ def _replay_spec(spec: str) -> tuple[str | None, int, str | None]:
     ``"staircase=8"``, ``(None, 0, None)`` for a strategy's name."""
     if spec in aggregation.STRATEGIES:
         return None, 0, None
+    if _ADAPTIVE.fullmatch(spec) and all(
+        float(p.split("=")[1]) > 0.5 for p in spec.split("+") if "exit" in p
+    ):
+        return "adaptive", 0, None
     name, _, size = spec.partition("=")
     size, _, layout = size.partition(":")
     if (
@@ -245,7 +310,8 @@ def _replay_spec(spec: str) -> tuple[str | None, int, str | None]:
         and (not layout or (name == "staircase" and layout in STAIRCASE_LAYOUTS))
     ):
         return name, int(size), layout or None
-    known = [*aggregation.STRATEGIES, *(f"{p}=N" for p in _FAST_PATHS), "staircase=N:<layout>"]
+    adaptive = ["early_exit=S", "cascade=K", "cascade=K+early_exit=S"]
+    known = [*aggregation.STRATEGIES, *(f"{p}=N" for p in _FAST_PATHS), "staircase=N:<layout>", *adaptive]
     msg = f"unknown aggregation {spec!r}; strategies: {', '.join(known)}"
     raise MoAConfigError(msg)
 
