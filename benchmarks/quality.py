@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_moa.answers import final_answer
-from langchain_moa.evaluation.exact import REPORT_HEADER, report, score_exact
+from langchain_moa.evaluation.exact import REPORT_HEADER, matches, report, score_exact
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
@@ -63,6 +63,49 @@ def against_moa(path: Path) -> str:
             lines.append(f"| {score.name} | {score.accuracy:.1%} ({low:.1%}-{high:.1%}) | {score.correct}/"
                          f"{score.total} | {score.against(moa)} | {score.tokens / max(score.total, 1):.0f} "
                          f"| {again} of {len(texts[score.name])} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+REFERENCE_MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
+"""Dollars per question are this Together model's list price (the Together preset's first proposer),
+from genai-prices, applied to the tokens each configuration spent here: what the same token counts
+would cost there, marked as such, not what a local run costs."""
+
+
+def dollars_per_token() -> float:
+    from langchain_together import ChatTogether
+
+    from langchain_moa.costs import Pricer
+
+    price = Pricer().price(ChatTogether(model=REFERENCE_MODEL, api_key="not-used"))
+    assert price is not None and price.input == price.output  # one rate: usage split not needed
+    return price.input / 1e6
+
+
+def fired(path: Path) -> str:
+    """How often each agreement rule fired (the answer came from agreeing proposals, or a cascade's
+    later proposers were skipped), and how accurate the answers were when it fired and when it did not."""
+    records = _records(path)
+    rate = dollars_per_token()
+    lines = ["| configuration | fired | accuracy when fired | accuracy otherwise | tokens/question "
+             "| $/question at Together list price* |", "|---|---|---|---|---|---|"]  # fmt: skip
+    moa_tokens = sum(r["moa"]["tokens"] for r in records) / max(len(records), 1)
+    lines.append(f"| MoA | - | - | - | {moa_tokens:.0f} | {moa_tokens * rate:.6f} |")
+    names = sorted({s for r in records for s in r["strategies"]})
+    for name in names:
+        results = [(r, r["strategies"][name]) for r in records if name in r["strategies"]]
+        if not results or "ran" not in results[0][1]["note"]:
+            continue
+        hit = [(r, s) for r, s in results if "exit" in s["note"] or s["note"]["ran"] < s["note"]["of"]]
+        miss = [(r, s) for r, s in results if (r, s) not in hit]
+
+        def accuracy(cases: list[Any]) -> str:
+            right = sum(matches(s["text"], r["answer"]) for r, s in cases)
+            return f"{right}/{len(cases)} ({right / len(cases):.0%})" if cases else "-"
+
+        tokens = sum(s["tokens"] for _, s in results) / len(results)
+        lines.append(f"| MoA ({name}) | {len(hit)} of {len(results)} | {accuracy(hit)} | {accuracy(miss)} "
+                     f"| {tokens:.0f} ({tokens / moa_tokens:.0%} of MoA's) | {tokens * rate:.6f} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -119,7 +162,8 @@ def _majority(answers: list[str]) -> str | None:
 def main() -> None:
     for argument in sys.argv[1:]:
         name, _, path = argument.partition("=")
-        print(f"### {name}\n\n{table(Path(path))}\n\n{against_moa(Path(path))}\n\n{sides(Path(path))}\n")
+        print(f"### {name}\n\n{table(Path(path))}\n\n{against_moa(Path(path))}\n\n{fired(Path(path))}\n\n"
+              f"{sides(Path(path))}\n")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -235,13 +235,16 @@ async def _adaptive(
     spec: str,
     sampling: dict[str, Any],
 ) -> dict[str, Any]:
-    """``early_exit=S``, ``cascade=K`` or ``cascade=K+early_exit=S`` replayed on the journalled proposals
-    of a 2-layer MoA, as the graph would decide: the first K proposals (all without ``cascade``), the
-    rest only when those disagree; the agreeing proposal as the answer when S of those that ran agree.
-    Where every proposer ran and none agreed, the run is the standard MoA's, whose journalled answer
-    is the answer (no model runs again); only a cascade whose first proposers agreed without an exit
-    calls the aggregator, on their proposals alone."""
-    rules = dict(part.split("=") for part in spec.split("+"))
+    """``early_exit=S``, ``cascade=K`` or ``cascade=K+early_exit=S`` (and ``+<strategy>``) replayed on
+    the journalled proposals of a 2-layer MoA, as the graph would decide: the first K proposals (all
+    without ``cascade``), the rest only when those disagree; the agreeing proposal as the answer when S
+    of those that ran agree. Where every proposer ran and none agreed, the run is the standard MoA's,
+    whose journalled answer is the answer (no model runs again), or, with a strategy named, that
+    strategy's aggregation of them; a cascade whose first proposers agreed without an exit aggregates
+    their proposals alone."""
+    parts = spec.split("+")
+    strategy = next((p for p in parts if p in aggregation.STRATEGIES), None)
+    rules = dict(part.split("=") for part in parts if part != strategy)
     share = float(rules["early_exit"]) if "early_exit" in rules else None
     first = int(rules.get("cascade", 0)) or None
     journalled = moa_record["proposals"]
@@ -263,15 +266,17 @@ async def _adaptive(
     if share is not None and (agreed := await judge.consensus(ran, share)) is not None:
         text = ran[agreed.chosen - 1]["content"] or ""
         return {"text": text, "note": note | {"exit": agreed.record()}, "tokens": spent, "seconds": seconds}
-    if ran is proposals:  # the standard MoA's run: its journalled answer
+    if ran is proposals and strategy is None:  # the standard MoA's run: its journalled answer
         aggregator_tokens = moa_record["tokens"] - sum(p["tokens"] for p in journalled)
         return {"text": moa_record["text"], "note": note, "tokens": spent + aggregator_tokens,
                 "seconds": moa_record["seconds"]}  # fmt: skip
     started = time.perf_counter()
-    text, _, usage = await aggregation.aggregate_once(
-        moa.aggregator_model, conversation, [p["content"] or "" for p in ran], "synthesize",
-        prompt=moa.aggregator_prompt, rng=random.Random(0), **sampling,
+    text, chose, usage = await aggregation.aggregate_once(
+        moa.aggregator_model, conversation, [p["content"] or "" for p in ran], strategy or "synthesize",
+        prompt=moa.aggregator_prompt, rng=random.Random(0), models=[p["model"] for p in ran],
+        voters=len(ran), **sampling,
     )  # fmt: skip
+    note |= {"aggregation": chose} if strategy else {}
     seconds += time.perf_counter() - started
     return {
         "text": text,
@@ -282,8 +287,11 @@ async def _adaptive(
 
 
 _FAST_PATHS = ("staircase", "proposer_max_tokens")
-_ADAPTIVE = re.compile(r"(early_exit=(0\.\d+|1(\.0+)?)|cascade=[1-9]\d*(\+early_exit=(0\.\d+|1(\.0+)?))?)")
-"""``early_exit=S``, ``cascade=K``, ``cascade=K+early_exit=S``."""
+_ADAPTIVE = re.compile(
+    r"(early_exit=(0\.\d+|1(\.0+)?)|cascade=[1-9]\d*(\+early_exit=(0\.\d+|1(\.0+)?))?)"
+    rf"(\+({'|'.join(aggregation.STRATEGIES)}))?"
+)
+"""``early_exit=S``, ``cascade=K``, ``cascade=K+early_exit=S``, each with ``+<strategy>`` or not."""
 
 
 def check_strategies(specs: list[str]) -> None:
@@ -310,7 +318,7 @@ def _replay_spec(spec: str) -> tuple[str | None, int, str | None]:
         and (not layout or (name == "staircase" and layout in STAIRCASE_LAYOUTS))
     ):
         return name, int(size), layout or None
-    adaptive = ["early_exit=S", "cascade=K", "cascade=K+early_exit=S"]
+    adaptive = ["early_exit=S", "cascade=K", "cascade=K+early_exit=S", "<any of these>+<strategy>"]
     known = [*aggregation.STRATEGIES, *(f"{p}=N" for p in _FAST_PATHS), "staircase=N:<layout>", *adaptive]
     msg = f"unknown aggregation {spec!r}; strategies: {', '.join(known)}"
     raise MoAConfigError(msg)
