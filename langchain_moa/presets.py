@@ -80,6 +80,19 @@ PRESETS: dict[str, Preset] = {
             needs=install_command("local-1-5b"),
         ),
         Preset(
+            name="local-1.5b-cascade",
+            description="Self-MoA on the embedded 1.5B that spends only where samples disagree: two "
+            "samples first, the answer they agree on, else a third and the model's most consistent answer "
+            "(no aggregator call). About half the tokens of local-1.5b (benchmarks/QUALITY.md).",
+            proposers=(_LOCAL_15B,) * 3,
+            aggregator=_LOCAL_15B,
+            layers=2,
+            max_tokens=384,
+            aggregation="confidence",
+            options={"cascade": 2, "early_exit": 1.0},
+            needs=install_command("local-1-5b"),
+        ),
+        Preset(
             name="together",
             description="The reference implementation's quickstart: 4 open models, 2 layers, on Together.",
             proposers=(
