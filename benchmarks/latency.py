@@ -4,6 +4,7 @@ load tool for OpenAI-compatible endpoints) driving MoA's OpenAI-compatible serve
 
     pip install -e ".[bench,local]"
     python benchmarks/latency.py simulated   # servebench's simulated provider behind every model
+    python benchmarks/latency.py adaptive    # early_exit and cascade, on requests that agree and that do not
     python benchmarks/latency.py local       # moa serve --preset local, with and without staircase
     python benchmarks/latency.py chart       # benchmarks/latency.png from both result files
     python benchmarks/latency.py report      # the tables of LATENCY.md
@@ -12,6 +13,11 @@ load tool for OpenAI-compatible endpoints) driving MoA's OpenAI-compatible serve
 writes exactly ``max_tokens`` tokens. Each configuration is a MoA of 4 proposers and an aggregator,
 all ``ChatOpenAI(streaming=True)`` on that provider, served by ``moa serve``'s app in a process of
 its own; servebench then runs against it, one configuration after another, in one run.
+
+``adaptive``: the same provider and MoA, where each proposer's answer begins with a stated answer
+("Answer: B."): the same one for every proposer on the requests that agree, a different one for each
+proposer on those that do not (the provider's timing and token counts are untouched). Each
+configuration runs on both sets of requests.
 """
 
 from __future__ import annotations
@@ -96,10 +102,12 @@ def _levels(url: str, model: str, *, users: list[int], requests: int, output_len
     return levels
 
 
-def _servebench(url: str, model: str, *, concurrency: str, requests: int, output_len: int) -> dict[str, Any]:
+def _servebench(
+    url: str, model: str, *, concurrency: str, requests: int, output_len: int, prefix: str = ""
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         prompts = Path(tmp, "prompts.jsonl")
-        prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+        prompts.write_text("".join(json.dumps({"prompt": prefix + p}) + "\n" for p in PROMPTS))
         out = Path(tmp, "run.json")
         command = [
             str(Path(sys.executable).with_name("servebench")), "run", "--url", url, "--model", model,
@@ -109,6 +117,16 @@ def _servebench(url: str, model: str, *, concurrency: str, requests: int, output
         ]  # fmt: skip
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         return json.loads(out.read_text())
+
+
+ADAPTIVE: dict[str, dict[str, Any]] = {
+    "MoA synthesize": {},
+    "MoA early_exit=0.67": {"early_exit": 0.67},
+    "MoA cascade=2": {"cascade": 2},
+    "MoA cascade=2+early_exit=0.67": {"cascade": 2, "early_exit": 0.67},
+}
+AGREE = "[the proposers agree] "
+"""Marks a request whose simulated proposers all state the same answer."""
 
 
 def serve_simulated(mock: str, port: int, layers: int, options: dict[str, Any]) -> None:
@@ -128,13 +146,28 @@ def serve_simulated(mock: str, port: int, layers: int, options: dict[str, Any]) 
                 payload["max_tokens"] = payload.pop("max_completion_tokens")
             return payload
 
-    def model(name: str) -> ChatOpenAI:
-        return SimulatedModel(
-            model=name, base_url=mock, api_key="unused", streaming=True, stream_usage=True, max_retries=0
-        )
+    class StatingModel(SimulatedModel):
+        """A simulated proposer whose answer starts by stating one: the same as the others' on a request
+        marked ``AGREE``, its own otherwise."""
 
+        letter: str = "A"
+
+        async def _astream(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+            stated = f"Answer: {'B' if AGREE in messages[-1].text else self.letter}. "
+            async for chunk in super()._astream(messages, *args, **kwargs):
+                if stated and chunk.text:
+                    chunk.message.content, stated = stated + chunk.text, ""
+                yield chunk
+
+    def model(name: str, letter: str | None = None) -> ChatOpenAI:
+        kind = SimulatedModel if letter is None else StatingModel
+        extra = {} if letter is None else {"letter": letter}
+        return kind(model=name, base_url=mock, api_key="unused", streaming=True, stream_usage=True,
+                    max_retries=0, **extra)  # fmt: skip
+
+    stating = options.pop("stating", False)
     moa = MoAChatModel(
-        proposers=[model(f"proposer-{i}") for i in range(1, 5)],
+        proposers=[model(f"proposer-{i}", "ACDE"[i - 1] if stating else None) for i in range(1, 5)],
         aggregator=model("aggregator"),
         layers=layers,
         **{"proposer_max_tokens": 300, **options},
@@ -177,6 +210,41 @@ def simulated(args: argparse.Namespace) -> None:
                 _stop(server)
             results["configurations"][name] = {"layers": layers, "options": options, **levels}
             print(name, results["configurations"][name], flush=True)
+    finally:
+        _stop(mock)
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+
+
+def adaptive(args: argparse.Namespace) -> None:
+    """``early_exit`` and ``cascade`` against the standard MoA, on requests that agree and that do not."""
+    mock_port = free_port()
+    mock = subprocess.Popen(
+        [str(Path(sys.executable).with_name("servebench")), "mock-server", "--host", "127.0.0.1", "--port", str(mock_port),
+         "--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    results: dict[str, Any] = {
+        "provider": {"ttft_ms": args.ttft_ms, "itl_ms": args.itl_ms, "proposal_tokens": 300},
+        "answer_tokens": args.output_len,
+        "configurations": {},
+    }
+    try:
+        wait_listening(mock_port, mock, timeout=600)
+        url = f"http://127.0.0.1:{mock_port}/v1"
+        for name, options in ADAPTIVE.items():
+            port = free_port()
+            spec = json.dumps({"layers": 2, "options": {**options, "stating": True}})
+            server = subprocess.Popen([sys.executable, __file__, "serve-simulated", url, str(port), spec],
+                                      stdout=subprocess.DEVNULL)  # fmt: skip
+            try:
+                wait_listening(port, server, timeout=600)
+                for requests, prefix in (("agreeing", AGREE), ("disagreeing", "")):
+                    run = _servebench(f"http://127.0.0.1:{port}/v1", "moa", concurrency="1",
+                                      requests=args.requests, output_len=args.output_len, prefix=prefix)  # fmt: skip
+                    results["configurations"][f"{name}, {requests}"] = {"options": options, **_summary(run)}
+                    print(name, requests, results["configurations"][f"{name}, {requests}"]["1"], flush=True)
+            finally:
+                _stop(server)
     finally:
         _stop(mock)
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
@@ -246,6 +314,7 @@ def report(args: argparse.Namespace) -> None:
     """The tables of LATENCY.md, from the result files (seconds; ITL in milliseconds)."""
     for title, path in (
         ("simulated", HERE / "latency-simulated.json"),
+        ("adaptive", HERE / "latency-adaptive.json"),
         ("local", HERE / "latency-local.json"),
     ):
         if not path.exists():
@@ -279,6 +348,12 @@ def main() -> None:
     loc.add_argument("--requests", type=int, default=6)
     loc.add_argument("--staircase", type=int, nargs="+", default=[8, 24])
     loc.add_argument("--out", default=str(HERE / "latency-local.json"))
+    ada = commands.add_parser("adaptive")
+    ada.add_argument("--ttft-ms", type=int, default=400)
+    ada.add_argument("--itl-ms", type=int, default=25)
+    ada.add_argument("--output-len", type=int, default=200, help="the answer's tokens (max_tokens)")
+    ada.add_argument("--requests", type=int, default=6)
+    ada.add_argument("--out", default=str(HERE / "latency-adaptive.json"))
     commands.add_parser("chart")
     commands.add_parser("report")
     serve = commands.add_parser("serve-simulated")
@@ -290,7 +365,14 @@ def main() -> None:
         spec = json.loads(args.spec)
         serve_simulated(args.mock, args.port, spec["layers"], spec["options"])
     else:
-        {"simulated": simulated, "local": local, "chart": chart, "report": report}[args.command](args)
+        commands_ = {
+            "simulated": simulated,
+            "adaptive": adaptive,
+            "local": local,
+            "chart": chart,
+            "report": report,
+        }
+        commands_[args.command](args)
 
 
 if __name__ == "__main__":

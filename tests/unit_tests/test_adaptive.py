@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain_core.embeddings import Embeddings
 from langchain_core.messages import AIMessage
+from typer.testing import CliRunner
 
-from langchain_moa import MoAChatModel, MoAConfigError, observe
+from langchain_moa import MoAChatModel, MoAConfigError, cli, observe
 from langchain_moa.events import Agreed, Token
 from langchain_moa.fakes import CallTally, Delayed, ScriptedChatModel
 
@@ -240,3 +243,60 @@ def test_bad_values_name_the_value_and_the_fix(fields: dict[str, Any], message: 
         MoAChatModel(proposers=_proposers("a", "b", "c", tally=tally), aggregator=_aggregator(), **fields)
     assert str(raised.value).startswith(message)
     assert tally.finished == 0
+
+
+# -- replayed on journalled proposals (moa eval exact --strategies) --------------------------------
+
+
+def test_exact_replays_the_rules_on_the_same_proposals_and_they_match_the_graph(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = {"p1": "Answer: 42", "p2": "The answer is 42.", "p3": "Answer: 41"}
+    made: dict[str, list[ScriptedChatModel]] = {}
+
+    def resolve(spec: Any, **_: Any) -> Any:
+        if not isinstance(spec, str):
+            return spec
+        model = ScriptedChatModel(answer=answers.get(spec, "Answer: 41"), model_name=spec)
+        made.setdefault(spec, []).append(model)
+        return model
+
+    monkeypatch.setattr("langchain_moa.graph.resolve_chat_model", resolve)
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        "".join(json.dumps({"question": f"6*7? ({i})", "answer": "42"}) + "\n" for i in range(3))
+    )
+    rules = "early_exit=0.6,cascade=2+early_exit=1,cascade=2+early_exit=1+confidence,confidence"
+    args = ["eval", "exact", "--questions", str(questions), "-o", str(tmp_path / "out.jsonl"), "--quiet",
+            "--reference-models", "p1,p2,p3", "--aggregator", "agg", "--strategies", rules]  # fmt: skip
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    rows = {line.split("\t")[0]: line.split("\t") for line in result.stdout.splitlines()}
+    assert rows["MoA"][1].startswith("0.0%")  # the aggregator says 41
+    for rule in rules.split(","):
+        assert rows[f"MoA ({rule})"][1].startswith("100.0%"), rule  # 2 of 3 agree on 42
+    journal = [
+        json.loads(line) for line in (tmp_path / "out.jsonl.strategies.jsonl").read_text().splitlines()
+    ]
+    by_rule = {r["key"].split("|")[1]: r for r in journal if r["key"].startswith("0|")}
+    cascade = by_rule["cascade=2+early_exit=1"]["note"]
+    assert (cascade["ran"], cascade["of"], cascade["exit"]["agreeing"]) == (
+        2,
+        3,
+        [1, 2],
+    )  # the third never ran
+    assert by_rule["early_exit=0.6"]["note"]["exit"]["agreeing"] == [1, 2]
+    assert sum(len(m.calls) for m in made["agg"]) == 3  # the standard MoA's; no replay called it
+    # The graph decides as the replay did.
+    graph = MoAChatModel(proposers=["p1", "p2", "p3"], aggregator="agg", cascade=2, early_exit=1.0)
+    assert graph.invoke("6*7?").response_metadata["moa"]["early_exit"]["agreeing"] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "spec", ["early_exit=0.5", "cascade=0", "cascade=2+early_exit=2", "early_exit=0.7+vote"]
+)
+def test_an_unknown_replay_is_refused_naming_what_exists(spec: str) -> None:
+    from langchain_moa.evaluation.exact import check_strategies
+
+    with pytest.raises(MoAConfigError, match=r"unknown aggregation .*cascade=K\+early_exit=S"):
+        check_strategies([spec])
