@@ -112,12 +112,15 @@ async def run_exact(
                 "text": reply.text,
                 "seconds": time.perf_counter() - started,
                 "tokens": reply.usage_metadata["total_tokens"] if reply.usage_metadata else 0,
+                # US dollars (None: a price or a usage unknown; see ``langchain_moa.costs``)
+                "cost_usd": reply.response_metadata["moa"]["cost"]["total"],
                 "proposals": [
                     {
                         "model": p["model"],
                         "text": p["content"],
                         "seconds": p["latency_s"],
                         "tokens": (p["usage"] or {}).get("total_tokens", 0),
+                        "cost_usd": reply.response_metadata["moa"]["cost"]["proposers"].get(p["node"]),
                     }
                     for p in reply.response_metadata["moa"]["layers"][0]
                 ]

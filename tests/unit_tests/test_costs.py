@@ -124,3 +124,21 @@ def test_the_command_line_says_what_an_answer_cost(monkeypatch: pytest.MonkeyPat
     assert record["cost"]["aggregator"] == 0.0
     bad = CliRunner().invoke(cli.app, [*args, "--early-exit", "0.4"])
     assert bad.exit_code == 2 and "early_exit must be a share in (0.5, 1]" in bad.output
+
+
+def test_the_exact_match_journal_holds_each_calls_cost(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def resolve(spec: Any, **_: Any) -> Any:
+        return spec if not isinstance(spec, str) else ScriptedChatModel(answer="Answer: 4", model_name=spec)
+
+    monkeypatch.setattr("langchain_moa.graph.resolve_chat_model", resolve)
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question": "2+2?", "answer": "4"}) + "\n")
+    out = tmp_path / "out.jsonl"
+    args = ["eval", "exact", "--questions", str(questions), "-o", str(out), "--quiet", "--reference-models", "p,p",
+            "--aggregator", "agg", "--prices", json.dumps(PRICES)]  # fmt: skip
+    assert CliRunner().invoke(cli.app, args).exit_code == 0
+    record = json.loads(out.read_text())["moa"]
+    assert record["cost_usd"] > 0 and all(p["cost_usd"] > 0 for p in record["proposals"])
+    assert record["cost_usd"] > sum(p["cost_usd"] for p in record["proposals"])  # the aggregator's too
