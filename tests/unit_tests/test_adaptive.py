@@ -300,3 +300,37 @@ def test_an_unknown_replay_is_refused_naming_what_exists(spec: str) -> None:
 
     with pytest.raises(MoAConfigError, match=r"unknown aggregation .*cascade=K\+early_exit=S"):
         check_strategies([spec])
+
+
+# -- every option everywhere ---------------------------------------------------------------------
+
+
+def test_a_configuration_file_and_a_served_configuration_carry_the_adaptive_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langchain_moa.config_file import load_config
+    from langchain_moa.langgraph_app import MoAConfiguration, make_graph
+
+    path = tmp_path / "moa.toml"
+    path.write_text('early_exit = 0.67\ncascade = 2\nmax_cost = 0.05\naggregation = "confidence"\n'
+                    '[confidence_prior]\n"a/x" = 0.4\n[prices."a/x"]\ninput = 0.1\noutput = 0.2\n'
+                    '[[proposers]]\nprovider = "together"\nmodel = "a/x"\n[[proposers]]\nprovider = "together"\n'
+                    'model = "a/x"\n[aggregator]\nprovider = "together"\nmodel = "a/y"\n')  # fmt: skip
+    monkeypatch.setenv("TOGETHER_API_KEY", "k")
+    fields = load_config(path)
+    assert (fields["early_exit"], fields["cascade"], fields["max_cost"]) == (0.67, 2, 0.05)
+    assert fields["prices"] == {"a/x": {"input": 0.1, "output": 0.2}}
+    path.write_text(path.read_text().replace("early_exit = 0.67", "early_exit = 0.4"))
+    with pytest.raises(MoAConfigError, match=r"moa.toml:1: early_exit must be a share in \(0.5, 1\]"):
+        load_config(path)
+
+    assert {"early_exit", "cascade", "max_cost", "prices", "confidence_prior"} <= set(
+        MoAConfiguration.model_fields
+    )
+    served = {"preset": "together", "cascade": 2, "early_exit": 0.67, "__is_for_execution__": False}
+    edges = {(e.source, e.target) for e in make_graph({"configurable": served}).get_graph().edges}
+    assert any(
+        source.startswith("layer 1 #1") and target.startswith("layer 1 #3") for source, target in edges
+    )
+    with pytest.raises(MoAConfigError, match="cascade must be between"):
+        make_graph({"configurable": {**served, "cascade": 9}})
