@@ -23,12 +23,14 @@ configuration runs on both sets of requests.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,38 +178,54 @@ def serve_simulated(mock: str, port: int, layers: int, options: dict[str, Any]) 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-def simulated(args: argparse.Namespace) -> None:
-    mock_port = free_port()
+def _simulated_provider(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str]:
+    """servebench's simulated provider, listening: its process and its base URL."""
+    port = free_port()
     mock = subprocess.Popen(
-        [str(Path(sys.executable).with_name("servebench")), "mock-server", "--host", "127.0.0.1", "--port", str(mock_port),
+        [str(Path(sys.executable).with_name("servebench")), "mock-server", "--host", "127.0.0.1", "--port", str(port),
          "--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    results: dict[str, Any] = {
+    wait_listening(port, mock, timeout=600)
+    return mock, f"http://127.0.0.1:{port}/v1"
+
+
+@contextlib.contextmanager
+def _served(url: str, layers: int, options: dict[str, Any]) -> Iterator[str]:
+    """One MoA configuration on the simulated provider at ``url``, served in a process of its own: its
+    base URL while it runs."""
+    port = free_port()
+    spec = json.dumps({"layers": layers, "options": options})
+    server = subprocess.Popen([sys.executable, __file__, "serve-simulated", url, str(port), spec],
+                              stdout=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_listening(port, server, timeout=600)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        _stop(server)
+
+
+def _results(args: argparse.Namespace) -> dict[str, Any]:
+    return {
         "provider": {"ttft_ms": args.ttft_ms, "itl_ms": args.itl_ms, "proposal_tokens": 300},
         "answer_tokens": args.output_len,
         "configurations": {},
     }
+
+
+def simulated(args: argparse.Namespace) -> None:
+    mock, url = _simulated_provider(args)
+    results = _results(args)
     try:
-        wait_listening(mock_port, mock, timeout=600)
-        url = f"http://127.0.0.1:{mock_port}/v1"
         results["configurations"]["one model alone"] = _levels(
             url, "one-model", users=[1, 16], requests=args.requests, output_len=args.output_len
         )
         print("one model alone", results["configurations"]["one model alone"], flush=True)
         for name, (layers, options) in SIMULATED.items():
-            port = free_port()
-            spec = json.dumps({"layers": layers, "options": options})
-            server = subprocess.Popen(
-                [sys.executable, __file__, "serve-simulated", url, str(port), spec],
-                stdout=subprocess.DEVNULL,
-            )
-            try:
-                wait_listening(port, server, timeout=600)
-                levels = _levels(f"http://127.0.0.1:{port}/v1", "moa", users=[1, 16],
-                                 requests=args.requests, output_len=args.output_len)  # fmt: skip
-            finally:
-                _stop(server)
+            with _served(url, layers, options) as moa:
+                levels = _levels(
+                    moa, "moa", users=[1, 16], requests=args.requests, output_len=args.output_len
+                )
             results["configurations"][name] = {"layers": layers, "options": options, **levels}
             print(name, results["configurations"][name], flush=True)
     finally:
@@ -217,34 +235,16 @@ def simulated(args: argparse.Namespace) -> None:
 
 def adaptive(args: argparse.Namespace) -> None:
     """``early_exit`` and ``cascade`` against the standard MoA, on requests that agree and that do not."""
-    mock_port = free_port()
-    mock = subprocess.Popen(
-        [str(Path(sys.executable).with_name("servebench")), "mock-server", "--host", "127.0.0.1", "--port", str(mock_port),
-         "--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    results: dict[str, Any] = {
-        "provider": {"ttft_ms": args.ttft_ms, "itl_ms": args.itl_ms, "proposal_tokens": 300},
-        "answer_tokens": args.output_len,
-        "configurations": {},
-    }
+    mock, url = _simulated_provider(args)
+    results = _results(args)
     try:
-        wait_listening(mock_port, mock, timeout=600)
-        url = f"http://127.0.0.1:{mock_port}/v1"
         for name, options in ADAPTIVE.items():
-            port = free_port()
-            spec = json.dumps({"layers": 2, "options": {**options, "stating": True}})
-            server = subprocess.Popen([sys.executable, __file__, "serve-simulated", url, str(port), spec],
-                                      stdout=subprocess.DEVNULL)  # fmt: skip
-            try:
-                wait_listening(port, server, timeout=600)
+            with _served(url, 2, {**options, "stating": True}) as moa:
                 for requests, prefix in (("agreeing", AGREE), ("disagreeing", "")):
-                    run = _servebench(f"http://127.0.0.1:{port}/v1", "moa", concurrency="1",
-                                      requests=args.requests, output_len=args.output_len, prefix=prefix)  # fmt: skip
+                    run = _servebench(moa, "moa", concurrency="1", requests=args.requests,
+                                      output_len=args.output_len, prefix=prefix)  # fmt: skip
                     results["configurations"][f"{name}, {requests}"] = {"options": options, **_summary(run)}
                     print(name, requests, results["configurations"][f"{name}, {requests}"]["1"], flush=True)
-            finally:
-                _stop(server)
     finally:
         _stop(mock)
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
@@ -329,8 +329,11 @@ def report(args: argparse.Namespace) -> None:
             for u in users:
                 if (level := result.get(u)) is None:
                     continue
+                itl = [
+                    f"{level[k] * 1000:.0f}" if level[k] is not None else "-" for k in ("itl_p50", "itl_p95")
+                ]
                 print(f"| {name} | {u} | {level['ttft_p50']:.2f} | {level['ttft_p95']:.2f} | "
-                      f"{level['itl_p50'] * 1000:.0f} | {level['itl_p95'] * 1000:.0f} | {level['e2e_p50']:.2f} | "
+                      f"{itl[0]} | {itl[1]} | {level['e2e_p50']:.2f} | "
                       f"{level['e2e_p95']:.2f} | {level['requests']} ({level['failed']}) |")  # fmt: skip
 
 
