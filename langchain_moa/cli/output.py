@@ -158,7 +158,12 @@ def summary(message: AIMessage) -> str:
     if cost.get("total") is not None:
         money = f"${cost['total']:.6f}"
     else:
-        money = f"cost unknown (no price for {', '.join(cost.get('unknown_prices') or ['a call'])})"
+        unpriced = ", ".join(cost.get("unknown_prices") or [])
+        money = (
+            f"cost unknown (no price for {unpriced}: --prices)"
+            if unpriced
+            else "cost unknown (a call reported no usage)"
+        )
     saved = ""
     if "early_exit" in moa and "chosen" in moa["early_exit"] and "declined" not in moa["early_exit"]:
         saved = f" · proposals agreed: answered with proposal {moa['early_exit']['chosen']}, no aggregator"

@@ -122,6 +122,8 @@ def test_the_command_line_says_what_an_answer_cost(monkeypatch: pytest.MonkeyPat
     record = json.loads(agreed.stdout)
     assert record["answer"] == "Answer: B" and record["early_exit"]["chosen"] in (1, 2)
     assert record["cost"]["aggregator"] == 0.0
+    unpriced = CliRunner().invoke(cli.app, [*args[:-2], "--prices", json.dumps({"p": PRICES["p"]})])
+    assert "tokens · cost unknown (no price for agg: --prices)" in unpriced.output  # never $0
     bad = CliRunner().invoke(cli.app, [*args, "--early-exit", "0.4"])
     assert bad.exit_code == 2 and "early_exit must be a share in (0.5, 1]" in bad.output
 
