@@ -22,14 +22,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser
 from starlette.background import BackgroundTask
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from langchain_moa.cancellation import stop
 from langchain_moa.costs import BudgetExceeded
 from langchain_moa.errors import InvalidConversationError, MoAConfigError, MoAError
+from langchain_moa.server.hosts import HostCheck
 from langchain_moa.server.logs import RequestLog
 from langchain_moa.server.openai_format import (
     completion,
@@ -40,7 +39,8 @@ from langchain_moa.server.openai_format import (
     stream_chunk,
     usage_of,
 )
-from langchain_moa.server.requests import ChatRequest, Limits, Refused, ResponseFormat, parse, read_body
+from langchain_moa.server.openapi import CHAT_OPENAPI, ERROR_RESPONSE, openapi
+from langchain_moa.server.requests import Limits, Refused, ResponseFormat, parse, read_body
 from langchain_moa.server.signing import ProposalSigner
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from langchain_moa.chat_models import MoAChatModel
 
-__all__ = ["HostCheck", "ModelRegistry", "create_app"]
+__all__ = ["ModelRegistry", "create_app"]
 
 _T = TypeVar("_T")
 Publish = Callable[[dict[str, Any] | None], dict[str, Any] | None]
@@ -174,7 +174,7 @@ def create_app(
     limits = limits or Limits()
     signer = ProposalSigner(signing_key)
     app = FastAPI(title="langchain-moa", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
-    app.openapi = lambda: _openapi(app, registry.names())  # type: ignore[method-assign]
+    app.openapi = lambda: openapi(app, registry.names())  # type: ignore[method-assign]
     expected = api_key.encode() if api_key else None
     if limits.cors_origins:
         headers = ["authorization", "content-type"]
@@ -208,7 +208,7 @@ def create_app(
                           kind="invalid_request_error", code="invalid_api_key")  # fmt: skip
         return None
 
-    @app.get("/v1/models", responses={"default": _CHAT_OPENAPI["responses"]["default"]})
+    @app.get("/v1/models", responses={"default": ERROR_RESPONSE})
     async def models(request: Request) -> Response:
         if refusal := refused(request):
             return refusal
@@ -218,7 +218,7 @@ def create_app(
         ]
         return JSONResponse({"object": "list", "data": data})
 
-    @app.post("/v1/chat/completions", openapi_extra=_CHAT_OPENAPI)
+    @app.post("/v1/chat/completions", openapi_extra=CHAT_OPENAPI)
     async def chat(request: Request) -> Response:
         log = RequestLog(request.method, request.url.path, content=limits.log_content)
         response = await _chat(request, log)
@@ -329,97 +329,6 @@ def _model_named(body: bytes) -> str | None:
     except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, nested too deep
         return None
     return model if isinstance(model, str) else None
-
-
-class HostCheck:
-    """Refuses a request whose ``Host`` is not one of the server's own names (``Limits.allowed_hosts``),
-    in OpenAI's error shape: a web page on a name rebound to this machine's address (DNS rebinding)
-    can neither use the server nor read its answers. A plain ASGI middleware: a streaming answer still
-    hears its client leave."""
-
-    def __init__(self, app: ASGIApp, allowed: tuple[str, ...]) -> None:
-        self.app = app
-        self.any = "*" in allowed
-        self.names = {name.lower().strip("[]") for name in allowed if not name.startswith("*")}
-        self.suffixes = tuple(name[1:].lower() for name in allowed if name.startswith("*."))
-
-    def allows(self, host: str) -> bool:
-        name = host.lower()
-        if name.startswith("["):  # an IPv6 address, with or without a port
-            name = name[1:].partition("]")[0]
-        elif name.count(":") == 1:  # a name or an IPv4 address with a port
-            name = name.partition(":")[0]
-        return self.any or name in self.names or name.endswith(self.suffixes)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            host = Headers(scope=scope).get("host", "")
-            if not self.allows(host):
-                message = (
-                    f"the Host {host[:100]!r} is not a name of this server; the operator can allow it "
-                    "with `moa serve --allowed-host NAME`"
-                )
-                response = _error(400, message, kind="invalid_request_error", code="host_not_allowed")
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-_CHAT_OPENAPI: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatRequest"}}},
-    },
-    "responses": {
-        "200": {
-            "description": "The answer: a chat.completion, or server-sent chunks with stream=true.",
-            "content": {"application/json": {}, "text/event-stream": {}},
-        },
-        "499": {"description": "The client left before the answer (nothing is sent)."},
-        "default": {
-            "description": "An error in OpenAI's shape; a bad field is named in error.param.",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAIError"}}},
-        },
-    },
-}
-"""The chat endpoint reads its body itself (within the server's limits), so FastAPI cannot infer the
-schema: it is ``ChatRequest``'s, declared here for API tools (schemathesis, generated clients)."""
-
-
-_NULLABLE_STRING = {"type": ["string", "null"]}
-_ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["message", "type", "param", "code"],
-            "properties": {
-                "message": {"type": "string", "minLength": 1},
-                "type": {"type": "string"},
-                "param": _NULLABLE_STRING,
-                "code": _NULLABLE_STRING,
-            },
-        }
-    },
-}
-
-
-def _openapi(app: FastAPI, models: list[str]) -> dict[str, Any]:
-    """The OpenAPI document, with ``ChatRequest``'s schema and the models it refers to; ``model`` is
-    one of the ``models`` served (any other is a 404)."""
-    if app.openapi_schema is None:
-        from fastapi.openapi.utils import get_openapi
-
-        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-        body = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.update(body.pop("$defs", {}))
-        body["properties"]["model"] = {"type": "string", "enum": models, "title": "Model"}
-        components["ChatRequest"] = body
-        components["OpenAIError"] = _ERROR_SCHEMA
-        app.openapi_schema = schema
-    return app.openapi_schema
 
 
 async def _structured(

@@ -469,7 +469,7 @@ def test_a_page_on_a_rebound_name_is_refused(served: Served) -> None:
 
 
 def test_allowed_hosts_name_and_subdomain_rules() -> None:
-    from langchain_moa.server.app import HostCheck
+    from langchain_moa.server.hosts import HostCheck
 
     check = HostCheck(None, ("localhost", "127.0.0.1", "::1", "moa.lan", "*.corp.example"))  # type: ignore[arg-type]
     allowed = [
