@@ -42,18 +42,23 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import add_ai_message_chunks
 
 from langchain_moa.answers import final_answer, stated_answer
 from langchain_moa.prompts import inject_references
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import Runnable, RunnableConfig
 
 __all__ = [
     "BUILT_IN",
@@ -139,6 +144,35 @@ class Strategy:
     def pick(self, reply: str, references: list[str]) -> tuple[str, dict[str, Any]]:
         """When the reply is not the answer: the answer it names, and what to record about the choice."""
         return reply, {}
+
+    async def answer(
+        self,
+        plan: Plan,
+        model: Runnable[Any, BaseMessage],
+        references: list[str],
+        config: RunnableConfig | None = None,
+        /,
+        **kwargs: Any,  # the call's own (``model=`` too, LangChain's call-time override)
+    ) -> AsyncIterator[AIMessageChunk]:
+        """The answer's chunks for ``plan``: the settled answer without a call; else the aggregator's
+        reply, streamed as it is written when it is the answer, or whole when it names a proposal
+        (``pick``, whose choice goes into ``plan.record``)."""
+        # Here, not at the top: the command line reads the strategies' names without the engine.
+        from langchain_moa.conversation import as_chunk
+        from langchain_moa.records import usage_of
+
+        if plan.settled is not None:
+            yield AIMessageChunk(content=plan.settled)
+        elif self.reply_is_answer:
+            # Closed on leaving: a cancelled answer stops its HTTP stream at once.
+            async with contextlib.aclosing(model.astream(plan.messages, config, **kwargs)) as stream:
+                async for chunk in stream:
+                    yield as_chunk(chunk)  # a model without streaming yields one whole AIMessage
+        else:
+            reply = await model.ainvoke(plan.messages, config, **kwargs)
+            text, choice = self.pick(reply.text, references)
+            plan.record |= choice
+            yield AIMessageChunk(content=text, usage_metadata=usage_of(reply))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -288,6 +322,7 @@ async def aggregate_once(
     conversation: Sequence[BaseMessage],
     references: list[str],
     strategy: str | Strategy,
+    /,
     *,
     prompt: str,
     rng: random.Random,
@@ -295,17 +330,15 @@ async def aggregate_once(
     models: Sequence[str] = (),
     **kwargs: Any,
 ) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
-    """One aggregation of given proposals with at most one aggregator reply, not streamed: a strategy
-    whose reply is not the answer (``select``) in the graph, and every strategy when ``moa eval exact``
-    compares them on the proposals it journalled. Returns the answer, its record and the aggregator's
-    usage (``None`` if not called)."""
+    """One aggregation of given proposals with at most one aggregator reply, as the aggregator node
+    makes it (``Strategy.answer``), outside a graph: what ``moa eval exact`` compares on the proposals it
+    journalled. Returns the answer, its record and the aggregator's usage (``None`` if not called)."""
+    from langchain_moa.records import usage_of
+
     chosen = strategy_of(strategy)
-    request = await chosen.aplan(Given(conversation, references, prompt, rng, voters, models))
-    if request.settled is not None:
-        return request.settled, request.record, None
-    reply = await model.ainvoke(request.messages, **kwargs)
-    usage = getattr(reply, "usage_metadata", None)
-    if chosen.reply_is_answer:
-        return reply.text, request.record, usage
-    text, choice = chosen.pick(reply.text, references)
-    return text, request.record | choice, usage
+    plan = await chosen.aplan(Given(conversation, references, prompt, rng, voters, models))
+    chunks = [chunk async for chunk in chosen.answer(plan, model, references, **kwargs)]
+    if plan.settled is not None:
+        return plan.settled, plan.record, None
+    reply = add_ai_message_chunks(*chunks) if len(chunks) > 1 else (chunks or [AIMessageChunk(content="")])[0]
+    return reply.text, plan.record, usage_of(reply)

@@ -23,6 +23,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.utils import secret_from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.utils import LC_ID_PREFIX
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from langchain_moa import cancellation, events, sync_bridge
@@ -66,8 +67,8 @@ class MoAChatModel(MoAOptions, BaseChatModel):
     stop: list[str] | None = None
     """Stop sequences for the aggregator's answer (proposers answer in full)."""
     streaming: bool = True
-    """LangChain's standard flag, accepted for compatibility: MoA always streams the aggregator's
-    tokens to callbacks and ``stream()``."""
+    """LangChain's standard flag: set to ``False``, ``stream()`` gives the whole answer as one chunk (as
+    with ``disable_streaming``); callbacks still hear the aggregator's tokens."""
     api_key: SecretStr | None = Field(
         default_factory=secret_from_env("TOGETHER_API_KEY", default=None), alias="together_api_key"
     )
@@ -227,7 +228,8 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         config = run_config(self.layers, callbacks=child_callbacks(run_manager))
         # Copies: the graph gives messages ids, and the caller's messages must stay as they were.
         state = {"messages": [m.model_copy() for m in messages]}
-        message_id = f"lc_run-{run_manager.run_id}" if run_manager else None
+        message_id = f"{LC_ID_PREFIX}-{run_manager.run_id}" if run_manager else None  # core's ids
+        blocks = _Blocks() if self.output_version == "v1" else None
         observers = events.observers()
         answer: AIMessage | None = None
         with inner_context():
@@ -236,7 +238,7 @@ class MoAChatModel(MoAOptions, BaseChatModel):
                 async for event in run:
                     for observer in observers:
                         observer(event)
-                    if isinstance(event, events.Token) and (token := _token(event.chunk, message_id)):
+                    if isinstance(event, events.Token) and (token := _token(event.chunk, message_id, blocks)):
                         if run_manager is not None:
                             reported = run_manager.on_llm_new_token(token.text, chunk=token)
                             if inspect.isawaitable(reported):
@@ -317,6 +319,10 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         It is ``ainvoke`` with its tokens read as they are reported, so it is traced, cached and
         rate-limited the same way. Leaving the loop early cancels every model call at once.
         """
+        if not self._streams(kwargs):  # core's opt-outs: the whole answer, one chunk
+            answer = await self.ainvoke(input, config, stop=stop, **kwargs)
+            yield _last_chunk(answer, streamed=False)
+            return
         config = ensure_config(config)
         run_id = config.get("run_id") or uuid.uuid4()
         tokens = _RunTokens(run_id)
@@ -331,6 +337,15 @@ class MoAChatModel(MoAOptions, BaseChatModel):
                 streamed = True
                 yield chunk
         yield _last_chunk(call.result(), streamed)
+
+    def _streams(self, kwargs: dict[str, Any]) -> bool:
+        """Whether ``stream`` yields the tokens as they are written: not under core's opt-outs
+        (``disable_streaming``, ``"tool_calling"`` with tools bound, ``streaming=False`` set)."""
+        if self.disable_streaming is True or (
+            self.disable_streaming == "tool_calling" and kwargs.get("tools")
+        ):
+            return False
+        return self.streaming or "streaming" not in self.model_fields_set
 
     def stream(
         self,
@@ -348,14 +363,37 @@ def _by_id(value: Any) -> object:
     return id(value) if isinstance(value, BaseChatModel) else value
 
 
-def _token(chunk: AIMessageChunk, message_id: str | None) -> ChatGenerationChunk | None:
-    """The MoA run's token for an aggregator chunk (``None`` for an empty one)."""
+def _token(
+    chunk: AIMessageChunk, message_id: str | None, blocks: _Blocks | None
+) -> ChatGenerationChunk | None:
+    """The MoA run's token for an aggregator chunk (``None`` for an empty one); with
+    ``output_version="v1"``, its content as content blocks."""
     if not (chunk.content or chunk.tool_call_chunks):
         return None
     # The aggregator's id, usage and metadata stay out: the MoA answer carries its own.
-    return ChatGenerationChunk(
-        message=AIMessageChunk(content=chunk.content, tool_call_chunks=chunk.tool_call_chunks, id=message_id)
-    )
+    token = AIMessageChunk(content=chunk.content, tool_call_chunks=chunk.tool_call_chunks, id=message_id)
+    return ChatGenerationChunk(message=token if blocks is None else blocks.of(token))
+
+
+class _Blocks:
+    """Streamed chunks as ``output_version="v1"`` content blocks, indexed as core's ``stream`` does:
+    one index per run of blocks of one type."""
+
+    def __init__(self) -> None:
+        self.index, self.type = -1, ""
+
+    def of(self, chunk: AIMessageChunk) -> AIMessageChunk:
+        content: list[Any] = list(chunk.content_blocks)
+        for block in content:
+            if block["type"] != self.type:
+                self.type, self.index = block["type"], self.index + 1
+            block.setdefault("index", self.index)
+        return chunk.model_copy(
+            update={
+                "content": content,
+                "response_metadata": {**chunk.response_metadata, "output_version": "v1"},
+            }
+        )
 
 
 async def _while_running(call: asyncio.Future[Any], chunks: asyncio.Queue[Any]) -> AsyncGenerator[Any]:
@@ -377,7 +415,7 @@ def _last_chunk(answer: BaseMessage, streamed: bool) -> AIMessageChunk:
     last = as_chunk(answer)
     if streamed:  # the text and tool calls were streamed already
         last = AIMessageChunk(
-            content="",
+            content="" if isinstance(last.content, str) else [],
             id=last.id,
             usage_metadata=last.usage_metadata,
             response_metadata=last.response_metadata,

@@ -35,8 +35,9 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
+from langchain_moa import providers
 from langchain_moa.errors import MoAConfigError
-from langchain_moa.models import LOCAL_PROVIDER, resolve_chat_model
+from langchain_moa.models import resolve_chat_model
 from langchain_moa.options import MoAOptions, option_names
 
 __all__ = ["ModelEntry", "load_config"]
@@ -71,8 +72,8 @@ class ModelEntry(BaseModel):
 
     def chat_model(self) -> BaseChatModel:
         """The chat model this entry describes (the key read from ``api_key_env``)."""
-        if self.provider == LOCAL_PROVIDER:
-            return resolve_chat_model(f"{LOCAL_PROVIDER}:{self.model}")
+        if self.provider in providers.registered():  # a backend of its own (``local``): no endpoint
+            return resolve_chat_model(f"{self.provider}:{self.model}")
         from langchain.chat_models import init_chat_model
 
         kwargs: dict[str, Any] = {

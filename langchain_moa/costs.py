@@ -114,6 +114,8 @@ class Pricer:
 
     def cost(self, model: BaseChatModel, usage: UsageMetadata | None) -> float | None:
         """What one call cost (``None`` when its price or its usage is unknown)."""
+        if usage is not None and usage.get("total_cost") == 0:  # core's mark of a cache hit: nothing spent
+            return 0.0
         if usage is None or (price := self.price(model)) is None:
             return None
         return price.of(usage["input_tokens"], usage["output_tokens"])

@@ -26,18 +26,15 @@ from langgraph.types import Checkpointer
 from pydantic import SecretStr
 
 from langchain_moa.aggregation import strategy_of
+from langchain_moa.aggregator import AggregatorNode
 from langchain_moa.agreement import Judge
 from langchain_moa.costs import Pricer
 from langchain_moa.fanout import Fanout, reusable_proposals
-from langchain_moa.models import LOCAL_PROVIDER, resolve_chat_model
-from langchain_moa.nodes import (
-    AGGREGATOR_NODE,
-    AggregatorNode,
-    NodeSettings,
-    ProposerNode,
-    proposer_node_name,
-)
+from langchain_moa.models import resolve_chat_model, slow_to_make
+from langchain_moa.nodes import AGGREGATOR_NODE, NodeSettings, proposer_node_name
 from langchain_moa.options import MoAOptions
+from langchain_moa.proposer import ProposerNode
+from langchain_moa.staircase import Staircases
 from langchain_moa.state import MoAContext, MoAState
 from langchain_moa.tail_latency import TailLatency
 
@@ -65,11 +62,11 @@ def resolve_models(
 ) -> tuple[list[BaseChatModel], BaseChatModel]:
     """The chat models the options name: the proposers (none when ``layers=1``) and the aggregator.
 
-    Local models are made last: a missing key of another model fails before one loads (seconds)."""
+    Models that load weights are made last: a missing key of another model fails before one loads
+    (seconds)."""
     wanted = [*(options.proposers if options.layers > 1 else []), options.aggregator]
-    local = [isinstance(spec, str) and spec.strip().startswith(f"{LOCAL_PROVIDER}:") for spec in wanted]
     made: dict[int, BaseChatModel] = {}
-    for i in sorted(range(len(wanted)), key=lambda i: local[i]):
+    for i in sorted(range(len(wanted)), key=lambda i: slow_to_make(wanted[i])):
         made[i] = resolve_chat_model(wanted[i], api_key=api_key)
     models = [made[i] for i in range(len(wanted))]
     return models[:-1], models[-1]
@@ -118,7 +115,10 @@ def build_moa_graph(
     entry: list[str] = []  # the first nodes to run
     layer_nodes: list[list[str]] = []
     # With ``staircase`` the aggregator runs beside the last layer, reading its proposals as they stream.
-    staircase = options.staircase is not None and options.layers > 1
+    staircases = None
+    if options.staircase is not None and options.layers > 1:
+        staircases = Staircases(len(proposer_models), options.staircase)
+    staircase = staircases is not None
     for layer in range(1, options.layers):
         names = [proposer_node_name(layer, i, m) for i, m in enumerate(proposer_models, start=1)]
         streams = staircase and layer == options.layers - 1
@@ -134,7 +134,7 @@ def build_moa_graph(
                 layer_size=len(names),
                 references_from=previous,
                 settings=settings,
-                streams_to_aggregator=streams,
+                staircases=staircases if streams else None,
                 earlier_layers=layer_nodes,
                 cascade_first=first if later else (),
             )
@@ -157,9 +157,8 @@ def build_moa_graph(
         graph.add_conditional_edges(START, route, list(dict.fromkeys([*first_layer, AGGREGATOR_NODE])))
 
     aggregate = AggregatorNode(
-        aggregator_model, references_from=layer_nodes[-1] if layer_nodes else [], layer_nodes=layer_nodes,
-        settings=settings,
-    )  # fmt: skip
+        aggregator_model, layer_nodes=layer_nodes, settings=settings, staircases=staircases
+    )
     # Studio shows the node's metadata: which aggregation strategy it runs.
     metadata: dict[str, Any] = {"aggregation": strategy_of(options.aggregation).name}
     if staircase:

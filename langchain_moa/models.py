@@ -2,8 +2,8 @@
 
 A string is resolved like ``langchain.chat_models.init_chat_model``: ``"openai:gpt-4o"`` uses
 ``langchain-openai``. A bare name such as ``"Qwen/Qwen2.5-72B-Instruct-Turbo"`` is a Together model,
-as in the paper's code. ``"local:qwen2.5-coder-0.5b"`` (or ``"local:/path/to/model.gguf"``) is served by
-the embedded llama.cpp backend.
+as in the paper's code. A registered provider's name (``langchain_moa.providers``) goes to it:
+``"local:qwen2.5-coder-0.5b"`` (or ``"local:/path/to/model.gguf"``) to the embedded llama.cpp backend.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 from langchain_core.language_models import BaseChatModel
 from pydantic import SecretStr
 
+from langchain_moa import providers
 from langchain_moa.errors import MoAConfigError
-from langchain_moa.extras import install_command
 
 __all__ = [
     "DEFAULT_PROVIDER",
@@ -25,15 +25,13 @@ __all__ = [
     "endpoint_of",
     "model_label",
     "resolve_chat_model",
+    "slow_to_make",
     "split_model_string",
     "unavailable_reason",
 ]
 
 DEFAULT_PROVIDER = "together"
 """Provider of bare model names (the paper's code calls Together)."""
-
-LOCAL_PROVIDER = "local"
-"""``"local:<model or .gguf path>"``: the embedded llama.cpp backend (extra ``[local]``)."""
 
 _TOGETHER_KEY_VAR = "TOGETHER_API_KEY"
 
@@ -61,9 +59,9 @@ will do). Providers with other ways to sign in (Azure, Bedrock, Vertex AI, Ollam
 def _known_providers() -> list[str]:
     from langchain.chat_models import base  # imported lazily: `langchain` is slow to import
 
-    # The providers init_chat_model accepts, and our own embedded backend. No public API lists them;
+    # The providers init_chat_model accepts, and the registered ones. No public API lists the former;
     # tests/unit_tests/test_upstream.py pins this private name (.ci/newest runs it on new releases).
-    return sorted([*base._BUILTIN_PROVIDERS, LOCAL_PROVIDER])
+    return sorted({*base._BUILTIN_PROVIDERS, *providers.registered()})
 
 
 def split_model_string(spec: str) -> tuple[str, str]:
@@ -104,10 +102,8 @@ def resolve_chat_model(spec: BaseChatModel | str, *, api_key: SecretStr | None =
         hint = f" — did you mean {close[0]!r}?" if close else f"; known providers: {', '.join(known)}"
         msg = f"unknown provider {provider!r} in model {spec!r}{hint}"
         raise MoAConfigError(msg)
-    if provider == LOCAL_PROVIDER:
-        from langchain_moa.local import local_chat_model
-
-        return local_chat_model(model)
+    if (registered := providers.registered().get(provider)) is not None:
+        return registered.make(model)
     kwargs: dict[str, Any] = {}
     if provider == DEFAULT_PROVIDER:
         key = api_key.get_secret_value() if api_key else os.environ.get(_TOGETHER_KEY_VAR)
@@ -142,25 +138,20 @@ def unavailable_reason(spec: str) -> str | None:
     """Why the model a string names cannot run here (its key or its install is missing), without
     creating it; ``None`` when nothing is known to be missing."""
     provider, model = split_model_string(spec.strip())
-    if provider == LOCAL_PROVIDER:
-        from importlib.metadata import PackageNotFoundError, distribution
-
-        from langchain_moa.local import LOCAL_WEIGHTS, require_local_extra
-
-        try:
-            require_local_extra()
-            if weights := LOCAL_WEIGHTS.get(model):
-                for package in weights.part_packages():
-                    distribution(package)
-        except (MoAConfigError, PackageNotFoundError):
-            weights = LOCAL_WEIGHTS.get(model)
-            hint = weights.install_hint() if weights else install_command("local")
-            return f"needs {hint}"
-        return None
+    if (registered := providers.registered().get(provider)) is not None:
+        return registered.unavailable(model)
     variables = PROVIDER_KEYS.get(provider, ())
     if variables and not any(os.environ.get(v) for v in variables):
         return f"needs {' or '.join(variables)}"
     return None
+
+
+def slow_to_make(spec: BaseChatModel | str) -> bool:
+    """Whether making the model a string names takes seconds (its provider loads weights)."""
+    if not isinstance(spec, str):
+        return False
+    provider = providers.registered().get(split_model_string(spec.strip())[0])
+    return provider is not None and provider.slow_to_make
 
 
 def endpoint_of(model: Any) -> str | None:

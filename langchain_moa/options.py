@@ -343,7 +343,7 @@ class MoAOptions(BaseModel):
         return None
 
     def answer_key(self) -> dict[str, Any]:
-        """Every option that can change an answer, models by identity: the LLM cache key."""
+        """Every option that can change an answer, models as the LLM cache knows them: its key."""
         key: dict[str, Any] = {}
         for name in option_names():
             if _marked(name, "changes_answers") is False:
@@ -386,9 +386,9 @@ def describe(name: str) -> str:
 
 
 def _identity(model: Any) -> str:
-    if isinstance(model, str):
-        return model
-    return f"{model._llm_type}:{sorted(model._identifying_params.items())}"
+    """A model as LangChain's cache knows it: everything that makes it answer differently (its
+    endpoint and settings too), secrets masked (core's own ``_get_llm_string``)."""
+    return model if isinstance(model, str) else model._get_llm_string()
 
 
 def _config_error(error: ValidationError) -> MoAConfigError:

@@ -19,11 +19,14 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 
 from langchain_moa.errors import MoAConfigError
-from langchain_moa.extras import require_extra
+from langchain_moa.extras import install_command, require_extra
 from langchain_moa.local.weights import LOCAL_WEIGHTS, WeightParts, cache_dir, weights_path
+from langchain_moa.models import endpoint_of
+from langchain_moa.providers import CONTINUES_ASSISTANT_MESSAGE, Provider
 
 __all__ = [
     "LOCAL_WEIGHTS",
+    "PROVIDER",
     "WeightParts",
     "cache_dir",
     "is_embedded",
@@ -96,7 +99,32 @@ def is_embedded(model: Any) -> bool:
     """Whether ``model`` is answered by one of this process's embedded llama.cpp servers (which, for
     instance, continue a conversation's last assistant message instead of starting a new one)."""
     from langchain_moa.local.server import running_servers
-    from langchain_moa.models import endpoint_of
 
     endpoint = endpoint_of(model)
     return endpoint is not None and any(server.base_url == endpoint for server in running_servers())
+
+
+def unavailable_reason(name_or_path: str) -> str | None:
+    """Why a local model cannot run here (the extra or its weights are not installed), without
+    loading it; ``None`` when nothing is missing."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    weights = LOCAL_WEIGHTS.get(name_or_path)
+    try:
+        require_local_extra()
+        for package in weights.part_packages() if weights else ():
+            distribution(package)
+    except (MoAConfigError, PackageNotFoundError):
+        return f"needs {weights.install_hint() if weights else install_command('local')}"
+    return None
+
+
+PROVIDER = Provider(
+    name="local",
+    make=local_chat_model,
+    unavailable=unavailable_reason,
+    serves=is_embedded,
+    capabilities=frozenset({CONTINUES_ASSISTANT_MESSAGE}),
+    slow_to_make=True,
+)
+"""``"local:<model or .gguf path>"``: registered in ``pyproject.toml`` (``langchain_moa.providers``)."""

@@ -1,63 +1,35 @@
-"""Staircase aggregation (Wang et al. 2025, arXiv 2510.05059): the aggregator writes while the last
-layer's proposers are still streaming.
-
-With ``staircase=N``, the last layer's proposers stream their answers into a ``Staircase`` that the
-aggregator shares (its node runs in the same superstep, beside them). The aggregator starts once every
-proposer has written its first N tokens (or finished, or failed) and writes at most N tokens; then it
-takes in what the proposers wrote meanwhile, waiting until each has written N more or finished, and
-writes its next N tokens; and so on. Once the proposals are complete it writes the rest of its answer.
-Tokens are counted as streamed chunks (one token each from OpenAI-compatible servers).
-
-Round 1 is the paper's layout exactly, with the first chunks as the references. Each later round
-appends the proposals' new text as a user message; the layouts (``staircase_layout``) differ in where
-the aggregator's answer so far goes. ``"turns"``, which any chat API takes, appends each round's text
-as an assistant turn before the next round's references: the prompt only ever grows at its end, so
-llama.cpp's and vLLM's prefix caches reuse every earlier round, but each round is a new turn, and a
-small model may begin its answer again::
-
-    [system: the paper's prompt + "\\n1. {proposal 1's first chunk}\\n2. ..."] + the conversation
-    + [assistant: the aggregator's round-1 text]
-    + [user: "The responses continue:\\n1. {what proposal 1 wrote since}\\n2. ...\\n\\n" + how to go on]
-    + [assistant: round-2 text] + ...
-
-``"prefill"`` keeps the answer one assistant message, last, which the model continues (llama.cpp's
-server does; OpenAI's chat API would start a new message); a prefix cache reuses everything before
-the newest references, and processes those and the answer so far again::
-
-    [system: the paper's prompt + "\\n1. {proposal 1's first chunk}\\n2. ..."] + the conversation
-    + [user: "The responses continue:\\n1. ..."] + [user: the next round's new text] + ...
-    + [assistant: the answer so far]
-
-The answer is the rounds' texts joined (with ``"turns"``, a space where a round would otherwise glue
-two words together). Every round and what it took in is recorded in
-``response_metadata["moa"]["staircase"]``.
-"""
+"""The aggregator's side of a staircase: the answer written in rounds while the proposals stream in,
+and the same rounds replayed on finished proposals (``moa eval exact``)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from langchain_moa.aggregation import Strategy
 from langchain_moa.conversation import as_chunk
 from langchain_moa.errors import too_few_proposals
 from langchain_moa.events import AggregatorRound, AggregatorStarted, Token, emit
+from langchain_moa.options import MoAOptions
 from langchain_moa.prompts import inject_references
+from langchain_moa.providers import CONTINUES_ASSISTANT_MESSAGE, can
+from langchain_moa.staircase.streams import Staircase
 from langchain_moa.state import Proposal
+from langchain_moa.tail_latency import TailLatency, within
 
 __all__ = [
     "CONTINUE_PROMPT",
     "FINISH_PROMPT",
-    "Staircase",
+    "GO_ON",
     "aggregate_in_rounds",
+    "aggregate_while_streaming",
     "joined",
     "prefills",
     "replay",
@@ -71,97 +43,13 @@ FINISH_PROMPT = "The responses are complete. Finish your response, without repea
 """Closes the last round's references."""
 
 
-@dataclass
-class _Stream:
-    """What one proposer has written so far, and how much of it the aggregator has taken in."""
-
-    pieces: list[str] = field(default_factory=list)
-    tokens: int = 0
-    taken_tokens: int = 0
-    taken_pieces: int = 0
-    proposal: Proposal | None = None
-    """Set when the proposer has finished (answered, failed or was cut)."""
-
-    def new(self) -> str:
-        return "".join(self.pieces[self.taken_pieces :])
-
-
-class Staircase:
-    """The streams of one layer's proposers in one run, read by the aggregator in rounds of ``chunk``
-    tokens."""
-
-    def __init__(self, size: int, chunk: int) -> None:
-        self.chunk = chunk
-        self.streams = [_Stream() for _ in range(size)]
-        self.closed = False
-        """Set when the aggregator needs no more text: the proposers still writing stop."""
-        self._changed = asyncio.Event()
-
-    # -- the proposers' side ------------------------------------------------------------------
-
-    def wrote(self, index: int, text: str) -> None:
-        """Proposer ``index`` (from 1) streamed one more token."""
-        stream = self.streams[index - 1]
-        stream.pieces.append(text)
-        stream.tokens += 1
-        if stream.tokens - stream.taken_tokens >= self.chunk:
-            self._changed.set()
-
-    def finished(self, proposal: Proposal) -> None:
-        """A proposer finished: answered, failed or was cut."""
-        self.streams[proposal["index"] - 1].proposal = proposal
-        self._changed.set()
-
-    # -- the aggregator's side ----------------------------------------------------------------
-
-    @property
-    def complete(self) -> bool:
-        return all(s.proposal is not None for s in self.streams)
-
-    def _ready(self) -> bool:
-        return all(s.proposal is not None or s.tokens - s.taken_tokens >= self.chunk for s in self.streams)
-
-    async def take(self) -> tuple[list[str], list[int]]:
-        """Wait until every proposer has written ``chunk`` more tokens or finished, then take in what
-        each has written since the last round (``""`` for nothing new) and how many tokens that is,
-        in proposer order."""
-        while not self._ready():
-            self._changed.clear()
-            await self._changed.wait()
-        texts, tokens = [], []
-        for stream in self.streams:
-            texts.append(stream.new())
-            tokens.append(stream.tokens - stream.taken_tokens)
-            stream.taken_tokens, stream.taken_pieces = stream.tokens, len(stream.pieces)
-        return texts, tokens
-
-    async def finish(self) -> list[Proposal]:
-        """Stop the proposers still writing and wait for their proposals."""
-        self.closed = True
-        while not self.complete:
-            self._changed.clear()
-            await self._changed.wait()
-        return [s.proposal for s in self.streams if s.proposal is not None]
-
-    def errors(self) -> list[str]:
-        return [p["error"] for s in self.streams if (p := s.proposal) is not None and p["error"]]
-
-    def failures(self) -> str:
-        return "; ".join(
-            f"proposer {p['index']} ({p['model']}): {p['error']}"
-            for s in self.streams
-            if (p := s.proposal) is not None and p["error"]
-        )
-
-
 def prefills(layout: str, model: Any) -> bool:
     """Whether ``staircase_layout=layout`` continues ``model``'s unfinished message (``"prefill"``);
-    ``"auto"`` does for the embedded local models, whose llama.cpp server is known to."""
+    ``"auto"`` does for a model whose provider says it continues an assistant message (the embedded
+    llama.cpp server's do)."""
     if layout != "auto":
         return layout == "prefill"
-    from langchain_moa.local import is_embedded  # the local backend's module, not its extra
-
-    return is_embedded(model)
+    return can(model, CONTINUES_ASSISTANT_MESSAGE)
 
 
 def joined(written: str, text: str) -> str:
@@ -170,6 +58,38 @@ def joined(written: str, text: str) -> str:
     if written and text and not written[-1].isspace() and text[0].isalnum():
         return " " + text
     return text
+
+
+async def aggregate_while_streaming(
+    model: Runnable[Any, BaseMessage],
+    conversation: Sequence[BaseMessage],
+    staircase: Staircase,
+    *,
+    options: MoAOptions,
+    strategy: Strategy,
+    rng: Any,
+    policy: TailLatency,
+    aggregator: Any,
+    label: str,
+    config: RunnableConfig,
+    kwargs: dict[str, Any],
+) -> tuple[list[AIMessageChunk], dict[str, Any]]:
+    """The aggregator node's staircase: its answer's chunks and record, written in rounds while the
+    last layer streams. ``model``: the aggregator as called (tools bound); ``aggregator``: its chat model,
+    whose provider says whether it continues an assistant message (the layout)."""
+    size = len(staircase.streams)
+    order = strategy.order(size, rng)
+    record: dict[str, Any] = {"strategy": strategy.name}
+    if order != list(range(size)):
+        record["order"] = [i + 1 for i in order]
+    max_tokens = kwargs.pop("max_tokens", None)
+    async with within(policy.aggregator_timeout, "aggregator_timeout"):
+        chunks, rounds = await aggregate_in_rounds(
+            model, conversation, staircase, prompt=options.aggregator_prompt, order=order,
+            prefill=prefills(options.staircase_layout, aggregator), min_proposals=options.min_proposals,
+            max_tokens=max_tokens, label=label, slot=policy.limit.slot, config=config, kwargs=kwargs,
+        )  # fmt: skip
+    return chunks, record | {"staircase": rounds}
 
 
 async def aggregate_in_rounds(

@@ -1,0 +1,102 @@
+"""What a MoA answer says about itself: the summed usage of every call and the record of how it was
+made (``response_metadata["moa"]``: each proposal, the aggregator, costs, staircase rounds, exits)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, message_chunk_to_message
+from langchain_core.messages.ai import UsageMetadata, add_ai_message_chunks, add_usage
+
+from langchain_moa.costs import Pricer
+from langchain_moa.state import Proposal
+
+__all__ = ["AGGREGATOR_NODE", "answer_message", "answered", "usage_of"]
+
+AGGREGATOR_NODE = "aggregator"
+"""Name of the aggregator node (the last node of every MoA graph)."""
+
+_COUNTS = ("input_tokens", "output_tokens", "total_tokens")
+
+
+def usage_of(message: BaseMessage) -> UsageMetadata | None:
+    """The tokens a call reported, ``None`` when it reported none. A cache hit of a call that reported
+    none carries core's ``{"total_cost": 0}`` alone: no token counts, so unknown too."""
+    usage = getattr(message, "usage_metadata", None)
+    if not usage or not all(key in usage for key in _COUNTS):
+        return None
+    return usage
+
+
+def answered(proposal: Proposal) -> bool:
+    """Whether a proposer's model answered (so that it spent tokens it should have reported)."""
+    return proposal["content"] is not None or (proposal["error"] or "").startswith("EmptyAnswer")
+
+
+def _summed(usages: Sequence[UsageMetadata]) -> UsageMetadata:
+    total = functools.reduce(add_usage, usages)
+    # Token counts only: core's cache-hit marker (``total_cost``) describes one call, not the answer.
+    return UsageMetadata(**{k: v for k, v in total.items() if k in UsageMetadata.__annotations__})  # type: ignore[typeddict-item]
+
+
+def answer_message(
+    chunks: Sequence[AIMessageChunk],
+    layers: list[list[Proposal]],
+    *,
+    label: str,
+    latency: float,
+    record: dict[str, Any],
+    called: bool,
+    reused: list[Proposal] | None,
+    pricer: Pricer,
+    models: Mapping[str, BaseChatModel],
+    aggregator: BaseChatModel,
+) -> AIMessage:
+    """The MoA answer: the aggregator's chunks merged, with the usage of every call that ran for it
+    (``layers``: the proposals that ran) and the record of how it was made."""
+    merged = add_ai_message_chunks(*chunks) if len(chunks) > 1 else chunks[0]  # one merge, at the end
+    message = message_chunk_to_message(merged)
+    aggregator_usage = usage_of(merged)
+    # A call that answered without saying what it spent makes the total unknown, not smaller.
+    missing = [p["node"] for layer in layers for p in layer if p["usage"] is None and answered(p)]
+    if called and aggregator_usage is None:
+        missing.append(AGGREGATOR_NODE)
+    reported = [u for layer in layers for p in layer if (u := p["usage"])]
+    reported += [aggregator_usage] if aggregator_usage else []
+    usage = _summed(reported) if reported and not missing else None
+    moa: dict[str, Any] = {
+        "layers": layers,
+        "aggregator": {"model": label, "usage": aggregator_usage, "latency_s": round(latency, 4)},
+    }
+    if missing:
+        moa["usage_missing"] = missing
+    moa["cost"] = pricer.record(layers, models, aggregator, aggregator_usage, called)
+    if staircase := record.pop("staircase", None):
+        moa["staircase"] = staircase
+    for key in ("early_exit", "skipped"):  # what agreement saved (``early_exit``, ``cascade``)
+        if key in record:
+            moa[key] = record.pop(key)
+    if not called:
+        moa["aggregator"]["called"] = False
+    if record and record.get("strategy") != "synthesize":  # the paper's way goes without saying
+        moa["aggregation"] = record
+    if reused is not None:
+        moa["reused_proposals"] = reused
+    return AIMessage(
+        content=message.content,
+        # The id of the streamed chunks: a LangGraph "messages" stream shows the answer once.
+        id=merged.id,
+        tool_calls=getattr(message, "tool_calls", []),
+        invalid_tool_calls=getattr(message, "invalid_tool_calls", []),
+        usage_metadata=usage,
+        response_metadata={
+            "model_name": f"moa/{label}",
+            "model_provider": "moa",
+            # Whether the answer ran out of tokens is the aggregator's to say.
+            **{k: v for k, v in merged.response_metadata.items() if k in ("finish_reason", "stop_reason")},
+            "moa": moa,
+        },
+    )
