@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from langchain_core.messages import AIMessageChunk, BaseMessage
-from langchain_core.messages.ai import add_ai_message_chunks
+from langchain_core.messages.ai import UsageMetadata, add_ai_message_chunks
 
 from langchain_moa.answers import final_answer, stated_answer
 from langchain_moa.prompts import inject_references
@@ -329,7 +329,7 @@ async def aggregate_once(
     voters: int | None = None,
     models: Sequence[str] = (),
     **kwargs: Any,
-) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+) -> tuple[str, dict[str, Any], UsageMetadata | None]:
     """One aggregation of given proposals with at most one aggregator reply, as the aggregator node
     makes it (``Strategy.answer``), outside a graph: what ``moa eval exact`` compares on the proposals it
     journalled. Returns the answer, its record and the aggregator's usage (``None`` if not called)."""

@@ -7,12 +7,11 @@ import contextlib
 import inspect
 import random
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 from langchain_core.callbacks import (
-    AsyncCallbackHandler,
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
@@ -26,14 +25,14 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.utils import LC_ID_PREFIX
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
-from langchain_moa import cancellation, events, sync_bridge
+from langchain_moa import events, sync_bridge
 from langchain_moa.conversation import as_chunk, check_conversation, check_inputs
 from langchain_moa.costs import Pricer, check_budget
 from langchain_moa.graph import MoAGraph, build_moa_graph, resolve_models, run_config
-from langchain_moa.models import model_label
 from langchain_moa.options import MoAOptions, option_names
 from langchain_moa.state import MoAContext
-from langchain_moa.tracing import child_callbacks, inner_context
+from langchain_moa.streaming import ContentBlocks, RunTokens, last_chunk, run_token, while_running
+from langchain_moa.tracing import child_callbacks, inner_context, ls_params
 
 __all__ = ["MoAChatModel"]
 
@@ -163,22 +162,7 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         return {**self.answer_key(), "stop": self.stop}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        model = kwargs.get("model")  # a call-time model override goes to the aggregator
-        aggregator = self.aggregator if isinstance(self.aggregator, str) else model_label(self.aggregator)
-        params = LangSmithParams(
-            ls_provider="moa",
-            ls_model_name=model if isinstance(model, str) else aggregator,
-            ls_model_type="chat",
-        )
-        temperature = kwargs.get("temperature", self.temperature)
-        max_tokens = kwargs.get("max_tokens", self.max_tokens)
-        if temperature is not None:
-            params["ls_temperature"] = temperature
-        if max_tokens is not None:
-            params["ls_max_tokens"] = max_tokens
-        if stop or self.stop:
-            params["ls_stop"] = stop or self.stop
-        return params
+        return ls_params(self, stop or self.stop, kwargs)
 
     # -- tools and structured output go to the aggregator -------------------------------------
 
@@ -229,7 +213,7 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         # Copies: the graph gives messages ids, and the caller's messages must stay as they were.
         state = {"messages": [m.model_copy() for m in messages]}
         message_id = f"{LC_ID_PREFIX}-{run_manager.run_id}" if run_manager else None  # core's ids
-        blocks = _Blocks() if self.output_version == "v1" else None
+        v1 = ContentBlocks() if self.output_version == "v1" else None  # core's content blocks
         observers = events.observers()
         answer: AIMessage | None = None
         with inner_context():
@@ -238,7 +222,7 @@ class MoAChatModel(MoAOptions, BaseChatModel):
                 async for event in run:
                     for observer in observers:
                         observer(event)
-                    if isinstance(event, events.Token) and (token := _token(event.chunk, message_id, blocks)):
+                    if isinstance(event, events.Token) and (token := run_token(event.chunk, message_id, v1)):
                         if run_manager is not None:
                             reported = run_manager.on_llm_new_token(token.text, chunk=token)
                             if inspect.isawaitable(reported):
@@ -291,11 +275,11 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         chunks: asyncio.Queue[Any] = asyncio.Queue()
         call = asyncio.ensure_future(self._arun(messages, stop, run_manager, kwargs, chunks.put_nowait))
         streamed = False
-        async with contextlib.aclosing(_while_running(call, chunks)) as tokens:
+        async with contextlib.aclosing(while_running(call, chunks)) as tokens:
             async for token in tokens:
                 streamed = True
                 yield ChatGenerationChunk(message=token)
-        yield ChatGenerationChunk(message=_last_chunk(call.result().generations[0].message, streamed))
+        yield ChatGenerationChunk(message=last_chunk(call.result().generations[0].message, streamed))
 
     def _stream(
         self,
@@ -321,22 +305,22 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         """
         if not self._streams(kwargs):  # core's opt-outs: the whole answer, one chunk
             answer = await self.ainvoke(input, config, stop=stop, **kwargs)
-            yield _last_chunk(answer, streamed=False)
+            yield last_chunk(answer, streamed=False)
             return
         config = ensure_config(config)
         run_id = config.get("run_id") or uuid.uuid4()
-        tokens = _RunTokens(run_id)
+        tokens = RunTokens(run_id)
         callbacks = AsyncCallbackManager.configure(config.get("callbacks"))
         callbacks.add_handler(tokens, inherit=False)
         call = asyncio.ensure_future(
             self.ainvoke(input, {**config, "callbacks": callbacks, "run_id": run_id}, stop=stop, **kwargs)
         )
         streamed = False
-        async with contextlib.aclosing(_while_running(call, tokens.chunks)) as chunks:
+        async with contextlib.aclosing(while_running(call, tokens.chunks)) as chunks:
             async for chunk in chunks:
                 streamed = True
                 yield chunk
-        yield _last_chunk(call.result(), streamed)
+        yield last_chunk(call.result(), streamed)
 
     def _streams(self, kwargs: dict[str, Any]) -> bool:
         """Whether ``stream`` yields the tokens as they are written: not under core's opt-outs
@@ -361,80 +345,3 @@ class MoAChatModel(MoAOptions, BaseChatModel):
 
 def _by_id(value: Any) -> object:
     return id(value) if isinstance(value, BaseChatModel) else value
-
-
-def _token(
-    chunk: AIMessageChunk, message_id: str | None, blocks: _Blocks | None
-) -> ChatGenerationChunk | None:
-    """The MoA run's token for an aggregator chunk (``None`` for an empty one); with
-    ``output_version="v1"``, its content as content blocks."""
-    if not (chunk.content or chunk.tool_call_chunks):
-        return None
-    # The aggregator's id, usage and metadata stay out: the MoA answer carries its own.
-    token = AIMessageChunk(content=chunk.content, tool_call_chunks=chunk.tool_call_chunks, id=message_id)
-    return ChatGenerationChunk(message=token if blocks is None else blocks.of(token))
-
-
-class _Blocks:
-    """Streamed chunks as ``output_version="v1"`` content blocks, indexed as core's ``stream`` does:
-    one index per run of blocks of one type."""
-
-    def __init__(self) -> None:
-        self.index, self.type = -1, ""
-
-    def of(self, chunk: AIMessageChunk) -> AIMessageChunk:
-        content: list[Any] = list(chunk.content_blocks)
-        for block in content:
-            if block["type"] != self.type:
-                self.type, self.index = block["type"], self.index + 1
-            block.setdefault("index", self.index)
-        return chunk.model_copy(
-            update={
-                "content": content,
-                "response_metadata": {**chunk.response_metadata, "output_version": "v1"},
-            }
-        )
-
-
-async def _while_running(call: asyncio.Future[Any], chunks: asyncio.Queue[Any]) -> AsyncGenerator[Any]:
-    """The items put on ``chunks`` until ``call`` is done; leaving early cancels ``call``."""
-    call.add_done_callback(lambda _: chunks.put_nowait(_DONE))
-    try:
-        while (chunk := await chunks.get()) is not _DONE:
-            yield chunk
-    finally:
-        if not call.done():
-            await cancellation.stop(call)  # every model call has stopped when this returns
-
-
-_DONE = object()
-
-
-def _last_chunk(answer: BaseMessage, streamed: bool) -> AIMessageChunk:
-    """The closing chunk: usage and MoA metadata (and the whole answer if nothing was streamed)."""
-    last = as_chunk(answer)
-    if streamed:  # the text and tool calls were streamed already
-        last = AIMessageChunk(
-            content="" if isinstance(last.content, str) else [],
-            id=last.id,
-            usage_metadata=last.usage_metadata,
-            response_metadata=last.response_metadata,
-        )
-    last.chunk_position = "last"
-    return last
-
-
-class _RunTokens(AsyncCallbackHandler):
-    """The chunks one run reports, for ``astream`` to yield."""
-
-    run_inline = True
-
-    def __init__(self, run_id: uuid.UUID) -> None:
-        self.run_id = run_id
-        self.chunks: asyncio.Queue[Any] = asyncio.Queue()
-
-    async def on_llm_new_token(  # type: ignore[override]
-        self, token: Any, *, chunk: Any = None, run_id: uuid.UUID, **kwargs: Any
-    ) -> None:
-        if run_id == self.run_id and isinstance(chunk, ChatGenerationChunk):
-            self.chunks.put_nowait(as_chunk(chunk.message))

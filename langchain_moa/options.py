@@ -16,21 +16,23 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from langchain_moa.aggregation import STAIRCASE_STRATEGIES, STRATEGIES, Confidence, Strategy, strategy_of
 from langchain_moa.errors import MoAConfigError
+from langchain_moa.option_rules import (
+    ChatModel,
+    Seconds,
+    Temperature,
+    Tokens,
+    config_error,
+    is_int,
+    is_number,
+    is_price_table,
+    rule,
+)
 from langchain_moa.prompts import AGGREGATOR_PROMPT
 
 __all__ = ["STAIRCASE_LAYOUTS", "MoAOptions", "describe", "option_names", "per_request_options"]
@@ -39,69 +41,12 @@ STAIRCASE_LAYOUTS = ("auto", "prefill", "turns")
 """The values of ``staircase_layout``."""
 
 
-def _rule(accepts: Callable[[Any], bool], expected: str, *, none: bool = True) -> BeforeValidator:
-    """A check run on the raw value: ``<field> must be <expected>, got <value>`` when it fails."""
-
-    def check(value: Any, info: ValidationInfo) -> Any:
-        # None: the field's type says whether it is allowed (unless ``none`` is False).
-        if (value is not None or not none) and not accepts(value):
-            raise MoAConfigError(f"{info.field_name} must be {expected}, got {value!r}")
-        return value
-
-    return BeforeValidator(check)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_chat_model_or_string(value: Any) -> bool:
-    from langchain_core.language_models import BaseChatModel  # not at import: `moa --help` starts fast
-
-    return isinstance(value, str | BaseChatModel)
-
-
-if TYPE_CHECKING:
-    from langchain_core.language_models import BaseChatModel
-
-    ChatModel = BaseChatModel | str
-else:
-    ChatModel = Annotated[
-        Any,
-        _rule(_is_chat_model_or_string, "a LangChain chat model or a 'provider:model' string", none=False),
-    ]
-
-
-Seconds = Annotated[
-    float | None,
-    _rule(lambda v: _is_number(v) and v > 0, "a positive number of seconds, or unset (no limit)"),
-]
-Tokens = Annotated[
-    int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1, or unset (each model's own limit)")
-]
-Temperature = Annotated[
-    float | None, _rule(lambda v: _is_number(v) and v >= 0, "a number >= 0, or unset (each model's own)")
-]
-
-
-def _is_price_table(value: Any) -> bool:
-    return isinstance(value, dict) and all(
-        isinstance(price, dict) and set(price) == {"input", "output"}
-        and all(_is_number(x) and x >= 0 for x in price.values())
-        for price in value.values()
-    )  # fmt: skip
-
-
 class MoAOptions(BaseModel):
     """The options of a Mixture-of-Agents: who proposes, who aggregates, and how a call runs."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, use_attribute_docstrings=True, extra="forbid")
 
-    proposers: Annotated[list[ChatModel], _rule(lambda v: isinstance(v, list | tuple), "a list")]
+    proposers: Annotated[list[ChatModel], rule(lambda v: isinstance(v, list | tuple), "a list")]
     """Proposer models: chat models, ``"provider:model"`` strings (as ``init_chat_model`` takes them)
     or bare Together model names (e.g. ``"Qwen/Qwen2.5-72B-Instruct-Turbo"``). Each proposer layer
     asks all of them; repeat one model to sample it several times (Self-MoA)."""
@@ -110,15 +55,15 @@ class MoAOptions(BaseModel):
     or a chat model)."""
     layers: Annotated[
         int,
-        _rule(
-            lambda v: _is_int(v) and v >= 1,
+        rule(
+            lambda v: is_int(v) and v >= 1,
             "an integer >= 1 (1 = the aggregator alone, 2 = one proposer layer)",
         ),
     ] = 2
     """Layers as the paper counts them: 3 = two proposer layers + the aggregator; 1 = the aggregator
     alone (a single-model baseline). Default 2."""
     aggregator_prompt: Annotated[
-        str, _rule(lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string")
+        str, rule(lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string")
     ] = AGGREGATOR_PROMPT
     """The aggregate-and-synthesize prompt; the references follow it as ``"\\n{i}. {answer}"``.
     Default: the paper's prompt, byte for byte."""
@@ -132,7 +77,7 @@ class MoAOptions(BaseModel):
     ``max_tokens`` (``None``: ``max_tokens``). Short proposals are the cheapest latency cut."""
     staircase: Annotated[
         int | None,
-        _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1 (tokens per chunk), or unset (off)"),
+        rule(lambda v: is_int(v) and v >= 1, "an integer >= 1 (tokens per chunk), or unset (off)"),
     ] = Field(default=None, json_schema_extra={"per_request": True})
     """Staircase aggregation in chunks of this many tokens (Wang et al. 2025, arXiv 2510.05059): the
     last layer's proposers stream, the aggregator starts once each has written its first chunk and
@@ -140,7 +85,7 @@ class MoAOptions(BaseModel):
     aggregator waits for whole proposals (the paper's MoA). See ``langchain_moa.staircase``."""
     staircase_layout: Annotated[
         Literal["auto", "prefill", "turns"],
-        _rule(lambda v: v in STAIRCASE_LAYOUTS, "'auto', 'prefill' or 'turns'", none=False),
+        rule(lambda v: v in STAIRCASE_LAYOUTS, "'auto', 'prefill' or 'turns'", none=False),
     ] = Field(default="auto", json_schema_extra={"per_request": True})
     """How each staircase round shows the aggregator its answer so far: ``"prefill"`` continues it,
     ``"turns"`` answers on in a turn of its own, ``"auto"`` is ``"prefill"`` for the embedded local
@@ -157,12 +102,12 @@ class MoAOptions(BaseModel):
     aggregator_timeout: Seconds = None
     """Seconds the aggregator's answer may take; past it the call raises ``AggregatorError``.
     ``None``: ``timeout``, else no limit."""
-    min_proposals: Annotated[int, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1")] = Field(
+    min_proposals: Annotated[int, rule(lambda v: is_int(v) and v >= 1, "an integer >= 1")] = Field(
         default=1, json_schema_extra={"per_request": True}
     )
     """Answers each proposer layer must keep, or the call raises ``MoAError``. Default 1."""
     proposal_quorum: Annotated[
-        int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1, or unset (wait for all)")
+        int | None, rule(lambda v: is_int(v) and v >= 1, "an integer >= 1, or unset (wait for all)")
     ] = Field(default=None, json_schema_extra={"per_request": True})
     """Go on as soon as this many of a layer's proposers have answered, cancelling the slower ones
     (cut proposals are recorded with ``cut=True``). ``None``: wait for every proposer."""
@@ -170,12 +115,12 @@ class MoAOptions(BaseModel):
     """Seconds after which a layer goes on with the answers it has, cancelling the rest, provided
     ``min_proposals`` are in (else it waits until they are). ``None``: no deadline."""
     max_concurrency: Annotated[
-        int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1, or unset (no bound)")
+        int | None, rule(lambda v: is_int(v) and v >= 1, "an integer >= 1, or unset (no bound)")
     ] = Field(default=None, json_schema_extra={"changes_answers": False})
     """Bound on simultaneous model calls across every call of this MoA (``None``: no bound)."""
     aggregation: Annotated[
         Any,
-        _rule(
+        rule(
             lambda v: v in STRATEGIES or isinstance(v, Strategy) or callable(v),
             f"one of {', '.join(map(repr, STRATEGIES))}, a Strategy, or a function (conversation, proposals)",
             none=False,
@@ -186,14 +131,14 @@ class MoAOptions(BaseModel):
     verbatim), ``"tally"`` (the paper's prompt with the vote count), ``"majority"`` (a strict
     majority's proposal verbatim, else the paper's prompt), or your own function. See
     ``langchain_moa.aggregation``."""
-    seed: Annotated[int | None, _rule(_is_int, "an integer, or unset")] = Field(
+    seed: Annotated[int | None, rule(is_int, "an integer, or unset")] = Field(
         default=None, json_schema_extra={"per_request": True}
     )
     """Seed of the random orders of ``aggregation="shuffle"`` (``None``: a fresh order every run)."""
     fanout: Annotated[
         Literal["call", "turn"] | int,
-        _rule(
-            lambda v: v in ("call", "turn") or (_is_int(v) and v >= 1),
+        rule(
+            lambda v: v in ("call", "turn") or (is_int(v) and v >= 1),
             "'call', 'turn' or an integer >= 1 (rerun the proposers every N calls of a turn)",
             none=False,
         ),
@@ -203,51 +148,51 @@ class MoAOptions(BaseModel):
     tools), or every N calls of a turn. See ``langchain_moa.fanout``."""
     max_retries: Annotated[
         int | None,
-        _rule(lambda v: _is_int(v) and v >= 0, "an integer >= 0, or unset (each model's own retries)"),
+        rule(lambda v: is_int(v) and v >= 0, "an integer >= 0, or unset (each model's own retries)"),
     ] = None
     """Retries of each proposer call that raises (exponential backoff with jitter). ``None``: leave
     retries to each model's own client (most retry rate limits and 5xx already). The aggregator
     streams its answer and relies on its own client's retries."""
     early_exit: Annotated[
         float | None,
-        _rule(lambda v: _is_number(v) and 0.5 < v <= 1, "a share in (0.5, 1], e.g. 0.67, or unset (off)"),
+        rule(lambda v: is_number(v) and 0.5 < v <= 1, "a share in (0.5, 1], e.g. 0.67, or unset (off)"),
     ] = Field(default=None, json_schema_extra={"per_request": True})
     """Agreement exit: when at least this share of a layer's proposals state the same final answer,
     MoA answers with one of them (the first to finish) and skips the aggregator and any later layer.
     ``None``: off (the paper's MoA). Free text agrees only by ``agreement_embeddings``. See
     ``langchain_moa.agreement``."""
     cascade: Annotated[
-        int | None, _rule(lambda v: _is_int(v) and v >= 1, "an integer >= 1, or unset (all at once)")
+        int | None, rule(lambda v: is_int(v) and v >= 1, "an integer >= 1, or unset (all at once)")
     ] = Field(default=None, json_schema_extra={"per_request": True})
     """Cascade: the first this-many proposers of each layer run first, and the others only when those
     disagree (by ``early_exit``'s share, else all of them). Put cheap or strong models first.
     ``None``: every proposer at once."""
     agreement_embeddings: Annotated[
-        Any, _rule(lambda v: hasattr(v, "aembed_query"), "a LangChain Embeddings, or unset")
+        Any, rule(lambda v: hasattr(v, "aembed_query"), "a LangChain Embeddings, or unset")
     ] = None
     """An embedding model (any LangChain ``Embeddings``) by which proposals in free text agree for
     ``early_exit`` and ``cascade``. ``None``: only stated answers agree."""
     agreement_threshold: Annotated[
-        float, _rule(lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]", none=False)
+        float, rule(lambda v: is_number(v) and 0 < v <= 1, "a number in (0, 1]", none=False)
     ] = Field(default=0.9, json_schema_extra={"per_request": True})
     """Cosine similarity at which two proposals' embeddings agree. Default 0.9."""
     confidence_prior: Annotated[
         dict[str, float] | None,
-        _rule(
-            lambda v: isinstance(v, dict) and all(_is_number(x) for x in v.values()),
+        rule(
+            lambda v: isinstance(v, dict) and all(is_number(x) for x in v.values()),
             "a mapping of model name to a number (e.g. its accuracy), or unset",
         ),
     ] = None
     """``aggregation="confidence"``'s tie-break: a number per proposer model (e.g. its accuracy from
     ``moa eval exact``), the higher winning a tie. ``None``: ties go to the proposers' order."""
     max_cost: Annotated[
-        float | None, _rule(lambda v: _is_number(v) and v > 0, "a positive number of US dollars, or unset")
+        float | None, rule(lambda v: is_number(v) and v > 0, "a positive number of US dollars, or unset")
     ] = Field(default=None, json_schema_extra={"changes_answers": False, "per_request": True})
     """US dollars one call may cost at most: a call whose worst case (every prompt at full length, every
     model at its token limit) exceeds it is refused before any model runs. ``None``: no limit."""
     prices: Annotated[
         dict[str, dict[str, float]] | None,
-        _rule(_is_price_table, "a mapping of model name to {'input': $, 'output': $} per million tokens"),
+        rule(is_price_table, "a mapping of model name to {'input': $, 'output': $} per million tokens"),
     ] = Field(default=None, json_schema_extra={"changes_answers": False})
     """Prices of models the price table does not know (local, private endpoints), by model name: US
     dollars per million input and output tokens, e.g. ``{"my-model": {"input": 0.2, "output": 0.6}}``.
@@ -257,7 +202,7 @@ class MoAOptions(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as error:
-            raise _config_error(error) from None
+            raise config_error(error, option_names()) from None
 
     @model_validator(mode="after")
     def _check_together(self) -> Self:
@@ -389,21 +334,3 @@ def _identity(model: Any) -> str:
     """A model as LangChain's cache knows it: everything that makes it answer differently (its
     endpoint and settings too), secrets masked (core's own ``_get_llm_string``)."""
     return model if isinstance(model, str) else model._get_llm_string()
-
-
-def _config_error(error: ValidationError) -> MoAConfigError:
-    """One ``MoAConfigError`` for pydantic's errors: our own messages as they are, the rest named."""
-    messages = []
-    for e in error.errors():
-        cause = (e.get("ctx") or {}).get("error")
-        if isinstance(cause, MoAConfigError):
-            messages.append(str(cause))
-            continue
-        name = ".".join(str(part) for part in e["loc"]) or "options"
-        if e["type"] == "missing":
-            messages.append(f"{name} is required")
-        elif e["type"] == "extra_forbidden":
-            messages.append(f"unknown option {name!r} (options: {', '.join(option_names())})")
-        else:
-            messages.append(f"{name}: {e['msg'][:1].lower()}{e['msg'][1:]}, got {e['input']!r}")
-    return MoAConfigError("; ".join(messages))

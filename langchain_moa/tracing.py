@@ -20,13 +20,16 @@ from langchain_core.callbacks import (
     CallbackManagerForLLMRun,
     UsageMetadataCallbackHandler,
 )
+from langchain_core.language_models import LangSmithParams
 from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tracers.context import _configure_hooks
 from langgraph.constants import TAG_NOSTREAM
 
 from langchain_moa import events
+from langchain_moa.models import model_label
+from langchain_moa.options import MoAOptions
 
-__all__ = ["child_callbacks", "inner_context"]
+__all__ = ["child_callbacks", "inner_context", "ls_params"]
 
 
 def child_callbacks(
@@ -73,3 +76,22 @@ def inner_context() -> Iterator[None]:
     finally:
         for var, token in reversed(tokens):
             var.reset(token)
+
+
+def ls_params(moa: MoAOptions, stop: list[str] | None, kwargs: dict[str, Any]) -> LangSmithParams:
+    """How LangSmith lists a MoA call: provider ``moa``, the aggregator's model (or the call's
+    ``model=`` override, which goes to the aggregator) and the call's sampling settings."""
+    model = kwargs.get("model")
+    aggregator = moa.aggregator if isinstance(moa.aggregator, str) else model_label(moa.aggregator)
+    params = LangSmithParams(
+        ls_provider="moa", ls_model_name=model if isinstance(model, str) else aggregator, ls_model_type="chat"
+    )
+    temperature = kwargs.get("temperature", moa.temperature)
+    max_tokens = kwargs.get("max_tokens", moa.max_tokens)
+    if temperature is not None:
+        params["ls_temperature"] = temperature
+    if max_tokens is not None:
+        params["ls_max_tokens"] = max_tokens
+    if stop:
+        params["ls_stop"] = stop
+    return params

@@ -233,7 +233,7 @@ def exact_match(
     ] = None,
 ) -> None:
     """Score each proposer alone, their majority vote, MoA (and Self-MoA) on your questions."""
-    from langchain_moa.evaluation import data, exact
+    from langchain_moa.evaluation import data, exact, replays
 
     if (questions is None) == (dataset is None):
         raise fail(consoles()[1], ValueError("give --questions FILE or --dataset NAME (one of them)"), code=2)
@@ -241,7 +241,7 @@ def exact_match(
         _guard(data.load_dataset, dataset, limit) if dataset else _guard(data.load_jsonl, questions)[:limit]
     )
     others = [s.strip() for s in (strategies or "").split(",") if s.strip()]
-    _guard(exact.check_strategies, others)  # before any model runs
+    _guard(replays.check_strategies, others)  # before any model runs
     moa, _ = _moa(choice)
     selfish = None
     if self_moa:
@@ -258,7 +258,7 @@ def exact_match(
     )
     if others:
         records = _run(
-            exact.run_strategies(
+            replays.run_strategies(
                 moa, rows, records, output, others, num_proc=num_proc, show_progress=not quiet
             )
         )

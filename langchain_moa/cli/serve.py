@@ -134,8 +134,8 @@ def _app(settings: dict[str, Any], configured: Any, api_key: str | None) -> Any:
     from langchain_moa.models import unavailable_reason
     from langchain_moa.presets import PRESETS, preset_fields
     from langchain_moa.server.app import ModelRegistry, create_app
+    from langchain_moa.server.limits import Limits
     from langchain_moa.server.logs import configure as configure_logging
-    from langchain_moa.server.requests import Limits
 
     factories: dict[str, Any] = {settings["name"]: lambda: configured}
     # The presets that can run here too, each built on its first request; a configuration file says
@@ -163,7 +163,7 @@ def _app(settings: dict[str, Any], configured: Any, api_key: str | None) -> Any:
 def _allowed_hosts(host: str, named: list[str]) -> list[str]:
     """The names the server answers to: loopback, the address it listens on, and those the operator
     named. Listening on every address (0.0.0.0, ::), it also answers to this machine's own name."""
-    from langchain_moa.server.requests import LOOPBACK_HOSTS
+    from langchain_moa.server.limits import LOOPBACK_HOSTS
 
     own = [socket.gethostname(), socket.getfqdn()] if host in ("0.0.0.0", "::", "") else [host]
     return list(dict.fromkeys([*LOOPBACK_HOSTS, *own, *named]))

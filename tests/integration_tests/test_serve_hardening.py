@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from langchain_moa import MoAChatModel
 from langchain_moa.fakes import CallTally, ScriptedChatModel
 from langchain_moa.server.app import ModelRegistry, create_app
+from langchain_moa.server.limits import Limits
 from langchain_moa.server.logs import configure
-from langchain_moa.server.requests import Limits
 from tests.openai_endpoints import serve_in_thread
 
 KEY = "hardening-test-key-0123456789"

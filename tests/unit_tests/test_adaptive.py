@@ -301,7 +301,7 @@ def test_exact_replays_the_rules_on_the_same_proposals_and_they_match_the_graph(
     "spec", ["early_exit=0.5", "cascade=0", "cascade=2+early_exit=2", "early_exit=0.7+vote"]
 )
 def test_an_unknown_replay_is_refused_naming_what_exists(spec: str) -> None:
-    from langchain_moa.evaluation.exact import check_strategies
+    from langchain_moa.evaluation.replays import check_strategies
 
     with pytest.raises(MoAConfigError, match=r"unknown aggregation .*cascade=K\+early_exit=S"):
         check_strategies([spec])
