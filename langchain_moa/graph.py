@@ -80,6 +80,7 @@ def build_moa_graph(
     api_key: SecretStr | None = None,
     checkpointer: Checkpointer | Literal[False] = None,
     name: str = "moa",
+    context_schema: type[Any] = MoAContext,
     **fields: Any,
 ) -> MoAGraph:
     """Build the Mixture-of-Agents graph.
@@ -91,6 +92,7 @@ def build_moa_graph(
         api_key: Together key for bare model names (default: ``TOGETHER_API_KEY``).
         checkpointer: passed to ``compile``; ``False`` when the graph runs inside another graph's node.
         name: the compiled graph's name.
+        context_schema: the run context's type (LangGraph Server's assistant form is drawn from it).
         **fields: any other ``MoAOptions`` field (``layers``, ``temperature``, ``proposal_quorum``, ...),
             validated the same way.
 
@@ -109,7 +111,7 @@ def build_moa_graph(
     judge = Judge(embeddings=options.agreement_embeddings, threshold=options.agreement_threshold)
     settings = NodeSettings(options, TailLatency(options), judge=judge, pricer=Pricer(options.prices))
 
-    graph = StateGraph(MoAState, context_schema=MoAContext, input_schema=MessagesState)
+    graph = StateGraph(MoAState, context_schema=context_schema, input_schema=MessagesState)
     previous: list[str] = []  # the nodes whose answers the next layer reads
     waits_on: list[str] = []  # the nodes the next layer starts after (with ``cascade``, the later ones)
     entry: list[str] = []  # the first nodes to run

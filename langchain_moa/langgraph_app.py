@@ -18,7 +18,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
@@ -33,6 +33,9 @@ from langchain_moa.graph import MoAGraph, build_moa_graph
 from langchain_moa.models import split_model_string
 from langchain_moa.options import MoAOptions, option_names
 from langchain_moa.presets import PRESETS, overridden, preset_fields
+
+if TYPE_CHECKING:  # LangGraph Server reads the annotation by name (its factory API)
+    from langgraph_sdk.runtime import ServerRuntime
 
 __all__ = ["MoAConfiguration", "configured_fields", "make_graph"]
 
@@ -118,14 +121,13 @@ def stand_ins(fields: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def make_graph(config: RunnableConfig) -> MoAGraph:
-    """Graph factory for ``langgraph.json``: the MoA graph of this assistant's configuration."""
-    configurable = config.get("configurable") or {}
-    fields = configured_fields(configurable)
-    if configurable.get("__is_for_execution__") is False:
-        # The server only reads this graph (drawing, schemas): no model needs to exist.
+def make_graph(config: RunnableConfig, runtime: ServerRuntime | None = None) -> MoAGraph:
+    """Graph factory for ``langgraph.json``: the MoA graph of this assistant's configuration.
+
+    ``runtime``: why the server calls (LangGraph Server's factory API); ``None``, to run the graph."""
+    fields = configured_fields(config.get("configurable") or {})
+    if runtime is not None and runtime.execution_runtime is None:
+        # The server only reads this graph (drawing, schemas, state): no model needs to exist.
         fields = stand_ins(fields)
-    graph = build_moa_graph(**fields)
     # Studio draws its assistant form from the graph's context schema: the typed configuration.
-    graph.context_schema = MoAConfiguration  # type: ignore[assignment]
-    return graph
+    return build_moa_graph(**fields, context_schema=MoAConfiguration)

@@ -311,7 +311,7 @@ def test_an_unknown_replay_is_refused_naming_what_exists(spec: str) -> None:
 
 
 def test_a_configuration_file_and_a_served_configuration_carry_the_adaptive_options(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, introspection: object
 ) -> None:
     from langchain_moa.config_file import load_config
     from langchain_moa.langgraph_app import MoAConfiguration, make_graph
@@ -332,10 +332,12 @@ def test_a_configuration_file_and_a_served_configuration_carry_the_adaptive_opti
     assert {"early_exit", "cascade", "max_cost", "prices", "confidence_prior"} <= set(
         MoAConfiguration.model_fields
     )
-    served = {"preset": "together", "cascade": 2, "early_exit": 0.67, "__is_for_execution__": False}
-    edges = {(e.source, e.target) for e in make_graph({"configurable": served}).get_graph().edges}
+    served = {"preset": "together", "cascade": 2, "early_exit": 0.67}
+    edges = {
+        (e.source, e.target) for e in make_graph({"configurable": served}, introspection).get_graph().edges
+    }
     assert any(
         source.startswith("layer 1 #1") and target.startswith("layer 1 #3") for source, target in edges
     )
     with pytest.raises(MoAConfigError, match="cascade must be between"):
-        make_graph({"configurable": {**served, "cascade": 9}})
+        make_graph({"configurable": {**served, "cascade": 9}}, introspection)
