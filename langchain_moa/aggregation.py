@@ -56,6 +56,7 @@ from langchain_core.messages.ai import UsageMetadata, add_ai_message_chunks
 
 from langchain_moa.answers import final_answer, stated_answer
 from langchain_moa.prompts import inject_references
+from langchain_moa.usage import usage_of
 
 if TYPE_CHECKING:
     from langchain_core.runnables import Runnable, RunnableConfig
@@ -159,7 +160,6 @@ class Strategy:
         (``pick``, whose choice goes into ``plan.record``)."""
         # Here, not at the top: the command line reads the strategies' names without the engine.
         from langchain_moa.conversation import as_chunk
-        from langchain_moa.records import usage_of
 
         if plan.settled is not None:
             yield AIMessageChunk(content=plan.settled)
@@ -333,8 +333,6 @@ async def aggregate_once(
     """One aggregation of given proposals with at most one aggregator reply, as the aggregator node
     makes it (``Strategy.answer``), outside a graph: what ``moa eval exact`` compares on the proposals it
     journalled. Returns the answer, its record and the aggregator's usage (``None`` if not called)."""
-    from langchain_moa.records import usage_of
-
     chosen = strategy_of(strategy)
     plan = await chosen.aplan(Given(conversation, references, prompt, rng, voters, models))
     chunks = [chunk async for chunk in chosen.answer(plan, model, references, **kwargs)]

@@ -20,10 +20,10 @@ from langchain_moa.events import ProposalReady, ProposerStarted, emit
 from langchain_moa.models import endpoint_of, model_label
 from langchain_moa.nodes import ChatRunnable, NodeSettings, error_text, kept, node, run_context, superstep_id
 from langchain_moa.prompts import inject_references
-from langchain_moa.records import usage_of
 from langchain_moa.staircase.streams import Staircase, Staircases, stream_proposal
 from langchain_moa.state import MoAState, Proposal
 from langchain_moa.tail_latency import ProposalCut
+from langchain_moa.usage import usage_of
 
 __all__ = ["ProposerNode"]
 

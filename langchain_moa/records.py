@@ -3,43 +3,26 @@ made (``response_metadata["moa"]``: each proposal, the aggregator, costs, stairc
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, message_chunk_to_message
-from langchain_core.messages.ai import UsageMetadata, add_ai_message_chunks, add_usage
+from langchain_core.messages import AIMessage, AIMessageChunk, message_chunk_to_message
+from langchain_core.messages.ai import add_ai_message_chunks
 
 from langchain_moa.costs import Pricer
 from langchain_moa.state import Proposal
+from langchain_moa.usage import summed, usage_of
 
-__all__ = ["AGGREGATOR_NODE", "answer_message", "answered", "usage_of"]
+__all__ = ["AGGREGATOR_NODE", "answer_message", "answered"]
 
 AGGREGATOR_NODE = "aggregator"
 """Name of the aggregator node (the last node of every MoA graph)."""
-
-_COUNTS = ("input_tokens", "output_tokens", "total_tokens")
-
-
-def usage_of(message: BaseMessage) -> UsageMetadata | None:
-    """The tokens a call reported, ``None`` when it reported none. A cache hit of a call that reported
-    none carries core's ``{"total_cost": 0}`` alone: no token counts, so unknown too."""
-    usage = getattr(message, "usage_metadata", None)
-    if not usage or not all(key in usage for key in _COUNTS):
-        return None
-    return usage
 
 
 def answered(proposal: Proposal) -> bool:
     """Whether a proposer's model answered (so that it spent tokens it should have reported)."""
     return proposal["content"] is not None or (proposal["error"] or "").startswith("EmptyAnswer")
-
-
-def _summed(usages: Sequence[UsageMetadata]) -> UsageMetadata:
-    total = functools.reduce(add_usage, usages)
-    # Token counts only: core's cache-hit marker (``total_cost``) describes one call, not the answer.
-    return UsageMetadata(**{k: v for k, v in total.items() if k in UsageMetadata.__annotations__})  # type: ignore[typeddict-item]
 
 
 def answer_message(
@@ -66,7 +49,7 @@ def answer_message(
         missing.append(AGGREGATOR_NODE)
     reported = [u for layer in layers for p in layer if (u := p["usage"])]
     reported += [aggregator_usage] if aggregator_usage else []
-    usage = _summed(reported) if reported and not missing else None
+    usage = summed(reported) if reported and not missing else None
     moa: dict[str, Any] = {
         "layers": layers,
         "aggregator": {"model": label, "usage": aggregator_usage, "latency_s": round(latency, 4)},
