@@ -68,7 +68,7 @@ PRESETS: dict[str, Preset] = {
             aggregator=_LOCAL_05B,
             layers=2,
             max_tokens=256,
-            needs=install_command("local"),
+            needs=f"{install_command('local')} and moa weights install",
         ),
         Preset(
             name="local-1.5b",
@@ -77,7 +77,7 @@ PRESETS: dict[str, Preset] = {
             aggregator=_LOCAL_15B,
             layers=2,
             max_tokens=384,
-            needs=install_command("local-1-5b"),
+            needs=f"{install_command('local')} and moa weights install qwen2.5-coder-1.5b",
         ),
         Preset(
             name="local-1.5b-cascade",
@@ -90,7 +90,7 @@ PRESETS: dict[str, Preset] = {
             max_tokens=384,
             aggregation="confidence",
             options={"cascade": 2, "early_exit": 1.0},
-            needs=install_command("local-1-5b"),
+            needs=f"{install_command('local')} and moa weights install qwen2.5-coder-1.5b",
         ),
         Preset(
             name="together",

@@ -4,6 +4,7 @@ moa "Why is the sky blue?"              answer once (local models when no TOGETH
 moa chat                                chat with history; Ctrl-C cancels an answer, Ctrl-D leaves
 moa presets                             the named configurations
 moa graph --preset together-moa         the MoA graph as a Mermaid drawing
+moa weights install                     the embedded model's weights (pinned, verified)
 moa eval ...                            the paper's benchmarks and exact-match comparisons
 """
 
@@ -19,6 +20,7 @@ from langchain_moa.cli.evaluate import eval_app
 from langchain_moa.cli.options import ModelChoice, model_options
 from langchain_moa.cli.output import consoles, fail, plain, print_table
 from langchain_moa.cli.serve import serve
+from langchain_moa.cli.weights import weights_app
 from langchain_moa.errors import MoAError
 from langchain_moa.presets import PRESETS
 
@@ -43,6 +45,7 @@ _HELP = """Mixture-of-Agents from the command line.
   moa "Why?" --preset together --show-proposals
   moa chat                                    chat; Ctrl-C cancels an answer, Ctrl-D leaves
   moa serve --preset local                    an OpenAI-compatible server on 127.0.0.1:8000
+  moa weights install                         the embedded model's weights, pinned and verified
   moa presets | moa graph | moa eval ...      named configurations, the drawing, the benchmarks
 
 \b
@@ -83,6 +86,7 @@ app.command()(ask)
 app.command()(chat)
 app.command()(serve)
 app.add_typer(eval_app, name="eval")
+app.add_typer(weights_app, name="weights")
 
 
 @app.command("presets")

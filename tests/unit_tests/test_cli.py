@@ -401,3 +401,32 @@ def test_serve_answers_to_loopback_its_address_and_the_names_allowed() -> None:
     assert _allowed_hosts("10.0.0.5", ["moa.lan"]) == ["localhost", "127.0.0.1", "::1", "10.0.0.5", "moa.lan"]
     everywhere = _allowed_hosts("0.0.0.0", [])
     assert socket.gethostname() in everywhere and "0.0.0.0" not in everywhere
+
+
+# -- moa weights --------------------------------------------------------------------------------
+
+
+def test_moa_weights_list_says_what_is_missing_and_the_command_that_brings_it(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANGCHAIN_MOA_CACHE", str(tmp_path))
+    result = runner.invoke(cli.app, ["weights", "list"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "qwen2.5-coder-0.5b" in result.stdout
+        and "run: moa weights install qwen2.5-coder-1.5b" in result.stdout
+    )
+    assert f"Cache: {tmp_path}" in result.stderr
+    (tmp_path / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").write_bytes(b"GGUF")  # present (verified at load)
+    listed = runner.invoke(cli.app, ["weights", "list"]).stdout
+    assert "run: moa weights install qwen2.5-coder-0.5b" not in listed and "installed" in listed
+
+
+def test_moa_weights_install_refuses_an_unknown_model_before_downloading_anything(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANGCHAIN_MOA_CACHE", str(tmp_path))
+    result = runner.invoke(cli.app, ["weights", "install", "qwen-9b"])
+    assert result.exit_code == 2
+    assert "unknown model 'qwen-9b': use one of ['qwen2.5-coder-0.5b', 'qwen2.5-coder-1.5b']" in result.stderr
+    assert list(tmp_path.iterdir()) == []
