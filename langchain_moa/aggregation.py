@@ -32,7 +32,7 @@ a plain function ``(conversation, proposals) -> answer`` (text or message, or an
 which ``FunctionStrategy`` wraps. Every answer records what was done in
 ``response_metadata["moa"]["aggregation"]``.
 
-Example:
+Examples:
     >>> class Longest(Strategy):
     ...     name = "longest"
     ...     calls_tools = False

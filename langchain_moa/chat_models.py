@@ -47,7 +47,7 @@ class MoAChatModel(MoAOptions, BaseChatModel):
     every proposal in ``response_metadata["moa"]``. Its fields are the ``MoAOptions``, plus ``stop``
     and ``api_key``.
 
-    Example:
+    Examples:
         >>> from langchain_moa import MoAChatModel
         >>> from langchain_moa.fakes import ScriptedChatModel
         >>> moa = MoAChatModel(
@@ -122,7 +122,7 @@ class MoAChatModel(MoAOptions, BaseChatModel):
     def from_preset(cls, name: str, **overrides: Any) -> MoAChatModel:
         """A model configured by a named preset (see ``langchain_moa.presets``).
 
-        Example:
+        Examples:
             >>> moa = MoAChatModel.from_preset("local", max_tokens=128)  # doctest: +SKIP
         """
         from langchain_moa.presets import preset_fields
@@ -134,7 +134,7 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         """A model described by a TOML file: each model on its own endpoint, and every option (see
         ``langchain_moa.config_file``); ``overrides`` are any fields over it.
 
-        Example:
+        Examples:
             >>> moa = MoAChatModel.from_config("moa.toml", staircase=16)  # doctest: +SKIP
         """
         from langchain_moa.config_file import load_config

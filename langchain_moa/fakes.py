@@ -101,7 +101,7 @@ def _count_tokens(text: str) -> int:
 class ScriptedChatModel(BaseChatModel):
     """A chat model that answers from a script.
 
-    Example:
+    Examples:
         >>> model = ScriptedChatModel(answers=["Paris.", "Rome."])
         >>> model.invoke("Capital of France?").content
         'Paris.'

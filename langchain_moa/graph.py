@@ -99,7 +99,7 @@ def build_moa_graph(
     Raises:
         MoAConfigError: an invalid option, unknown provider or missing key, before any model is made.
 
-    Example:
+    Examples:
         >>> from langchain_moa.fakes import ScriptedChatModel
         >>> graph = build_moa_graph([ScriptedChatModel(answer="4")] * 2, ScriptedChatModel(answer="Four."))
         >>> graph.invoke({"messages": [("user", "2+2?")]})["messages"][-1].content

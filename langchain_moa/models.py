@@ -67,7 +67,7 @@ def _known_providers() -> list[str]:
 def split_model_string(spec: str) -> tuple[str, str]:
     """Split ``"provider:model"`` into its parts; a bare name gets the default provider.
 
-    Example:
+    Examples:
         >>> split_model_string("openai:gpt-4o-mini")
         ('openai', 'gpt-4o-mini')
         >>> split_model_string("Qwen/Qwen2.5-72B-Instruct-Turbo")

@@ -6,7 +6,7 @@ dictionaries of it, the ``moa`` command's help text is read from it and LangGrap
 assistant configuration is checked by it. Invalid values fail at construction with
 ``MoAConfigError`` naming the value and the fix, before any model is created or called.
 
-Example:
+Examples:
     >>> MoAOptions(proposers=["openai:gpt-4o-mini"], aggregator="openai:gpt-4o", temperature=-1)
     Traceback (most recent call last):
     ...

@@ -149,7 +149,7 @@ def preset_fields(preset: str, **overrides: Any) -> dict[str, Any]:
     ``proposers`` may be a comma-separated string (as the command line gives it). The result is
     checked like any ``MoAOptions`` (an unknown option or a bad value raises ``MoAConfigError``).
 
-    Example:
+    Examples:
         >>> preset_fields("together", layers=3, temperature=None)["layers"]
         3
     """

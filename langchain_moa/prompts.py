@@ -29,7 +29,7 @@ AGGREGATOR_PROMPT = (
 def references_block(prompt: str, references: Sequence[str]) -> str:
     """Return ``prompt`` followed by the numbered references.
 
-    Example:
+    Examples:
         >>> references_block("Responses:", ["Paris.", "It is Paris."])
         'Responses:\\n1. Paris.\\n2. It is Paris.'
     """

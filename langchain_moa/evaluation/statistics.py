@@ -16,7 +16,7 @@ __all__ = ["mcnemar", "wilson_interval"]
 def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[float, float]:
     """Wilson's score interval for ``correct`` successes out of ``total`` (95% by default).
 
-    Example:
+    Examples:
         >>> [round(x, 3) for x in wilson_interval(8, 10)]
         [0.49, 0.943]
     """
@@ -31,7 +31,7 @@ def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[floa
 def mcnemar(first: Sequence[bool], second: Sequence[bool]) -> tuple[int, int, float]:
     """McNemar's exact test on paired outcomes: (only ``first`` right, only ``second`` right, two-sided p).
 
-    Example:
+    Examples:
         >>> only_a, only_b, p = mcnemar([True] * 10 + [False] * 2, [False] * 10 + [True] * 2)
         >>> only_a, only_b, round(p, 4)
         (10, 2, 0.0386)

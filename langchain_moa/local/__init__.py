@@ -6,7 +6,7 @@ each checked by its SHA-256, never installed (``langchain_moa.local.weights``). 
 works too (``"local:/path/to/model.gguf"``, with the chat template it carries). Each model is served by
 an in-process llama.cpp server on loopback and reached through ``langchain_openai.ChatOpenAI``.
 
-Example:
+Examples:
     >>> from langchain_moa.local import local_chat_model
     >>> model = local_chat_model("qwen2.5-coder-0.5b", temperature=0.7, max_tokens=64)  # doctest: +SKIP
     >>> model.invoke("Why is the sky blue?").content  # doctest: +SKIP

@@ -345,11 +345,11 @@ def test_graph_prints_the_mermaid_drawing_without_keys_or_models(monkeypatch: py
     assert "(layer 1 #4 Llama-3-70b-chat-hf)" in drawing
 
 
-def test_the_readme_shows_the_drawing_moa_graph_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_docs_show_the_drawing_moa_graph_prints(monkeypatch: pytest.MonkeyPatch) -> None:
     from pathlib import Path
 
     monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "langgraph.md").read_text()
     drawing = runner.invoke(cli.app, ["graph", "--preset", "together", "--layers", "3"]).stdout.strip()
     assert f"```mermaid\n{drawing}\n```" in readme
 

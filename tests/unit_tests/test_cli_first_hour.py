@@ -110,7 +110,7 @@ def test_every_install_command_we_print_names_an_extra_exactly_as_declared() -> 
     root = Path(__file__).resolve().parents[2]
     extras = set(tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"])
     printed = [w.install_hint() for w in LOCAL_WEIGHTS.values()] + [p.needs for p in PRESETS.values()]
-    printed.append((root / "README.md").read_text())
+    printed.append("\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))]))
     named = {
         e
         for text in printed

@@ -32,7 +32,7 @@ def test_every_example_says_how_to_run_it(name: str) -> None:
     docstring = ast.get_docstring(ast.parse((EXAMPLES / f"{name}.py").read_text()))
     assert docstring is not None
     assert f"python examples/{name}.py" in docstring
-    assert f"[{name}.py](examples/{name}.py)" in (EXAMPLES.parent / "README.md").read_text()
+    assert f"[{name}.py](examples/{name}.py)" in (EXAMPLES.parent / "docs" / "examples.md").read_text()
 
 
 def test_quickstart_streams_an_aggregate_of_four_proposals() -> None:
