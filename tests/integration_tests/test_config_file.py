@@ -6,10 +6,9 @@ would do, and these answer in a way that says which one answered.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,32 +28,6 @@ def endpoints() -> Iterator[tuple[Endpoint, Endpoint]]:
     b.stop()
 
 
-def config_file(tmp_path: Path, a: str, b: str, extra: str = "") -> Path:
-    path = tmp_path / "moa.toml"
-    path.write_text(f"""layers = 2
-max_tokens = 64
-{extra}
-[[proposers]]
-provider = "openai"
-model = "m"
-base_url = "{a}"
-api_key_env = "KEY_A"
-
-[[proposers]]
-provider = "openai"
-model = "m"
-base_url = "{b}"
-api_key_env = "KEY_B"
-
-[aggregator]
-provider = "openai"
-model = "m"
-base_url = "{a}"
-api_key_env = "KEY_A"
-""")
-    return path
-
-
 @pytest.fixture
 def keys(endpoints: tuple[Endpoint, Endpoint], monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
     a, b = endpoints
@@ -63,7 +36,9 @@ def keys(endpoints: tuple[Endpoint, Endpoint], monkeypatch: pytest.MonkeyPatch) 
     return a.url, b.url
 
 
-def test_each_proposer_on_its_own_endpoint(tmp_path: Path, keys: tuple[str, str]) -> None:
+def test_each_proposer_on_its_own_endpoint(
+    tmp_path: Path, keys: tuple[str, str], config_file: Callable[..., Path]
+) -> None:
     moa = MoAChatModel.from_config(config_file(tmp_path, *keys))
     answer = moa.invoke("Q")
     assert [p["content"] for p in answer.response_metadata["moa"]["layers"][0]] == [
@@ -73,7 +48,9 @@ def test_each_proposer_on_its_own_endpoint(tmp_path: Path, keys: tuple[str, str]
     assert answer.content == "from server A"
 
 
-def test_the_command_line_reads_it_and_flags_go_over_it(tmp_path: Path, keys: tuple[str, str]) -> None:
+def test_the_command_line_reads_it_and_flags_go_over_it(
+    tmp_path: Path, keys: tuple[str, str], config_file: Callable[..., Path]
+) -> None:
     # A process of its own, as a user runs it (one event loop for its models' HTTP clients).
     done = subprocess.run([MOA, "--config", str(config_file(tmp_path, *keys)), "--quiet", "--layers", "1", "Q"],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
@@ -104,14 +81,14 @@ def test_the_example_file_is_valid_but_for_its_keys(monkeypatch: pytest.MonkeyPa
     ],
 )
 def test_a_bad_option_names_the_file_line_and_field(
-    tmp_path: Path, keys: tuple[str, str], extra: str, message: str
+    tmp_path: Path, keys: tuple[str, str], extra: str, message: str, config_file: Callable[..., Path]
 ) -> None:
     with pytest.raises(MoAConfigError, match=message):
         MoAChatModel.from_config(config_file(tmp_path, *keys, extra))
 
 
 def test_a_key_in_the_file_or_an_unknown_model_field_is_refused(
-    tmp_path: Path, keys: tuple[str, str]
+    tmp_path: Path, keys: tuple[str, str], config_file: Callable[..., Path]
 ) -> None:
     path = config_file(tmp_path, *keys)
     path.write_text(path.read_text().replace('api_key_env = "KEY_B"', 'api_key = "sk-secret"'))
@@ -131,10 +108,10 @@ def test_a_key_in_the_file_or_an_unknown_model_field_is_refused(
         MoAChatModel.from_config(path)
 
 
-def test_an_unreachable_endpoint_names_the_model_and_the_url(tmp_path: Path, keys: tuple[str, str]) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"  # nothing listens there once closed
+def test_an_unreachable_endpoint_names_the_model_and_the_url(
+    tmp_path: Path, keys: tuple[str, str], config_file: Callable[..., Path], free_port: Callable[[], int]
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     moa = MoAChatModel.from_config(config_file(tmp_path, keys[0], dead), max_retries=0, min_proposals=2)
     with pytest.raises(Exception, match=rf"proposer 2 \(m\): .*\(endpoint {dead}\)"):
         moa.invoke("Q")

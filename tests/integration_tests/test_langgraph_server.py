@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -26,15 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {"proposers": ["local:qwen2.5-coder-0.5b"] * 2, "max_tokens": 24, "temperature": 0}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncLangGraphClient]:
-    port = _free_port()
+def client(
+    tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]
+) -> Iterator[SyncLangGraphClient]:
+    port = free_port()
     log = (tmp_path_factory.mktemp("server") / "langgraph-dev.log").open("w")
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("langgraph")), "dev", "--no-browser", "--no-reload",

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -18,7 +18,7 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from langchain_moa import MoAChatModel
-from tests.openai_endpoints import Endpoint, free_port, start_endpoint, wait_listening
+from tests.openai_endpoints import Endpoint, start_endpoint, wait_listening
 
 MOA = str(Path(sys.executable).with_name("moa"))
 
@@ -47,7 +47,9 @@ def upstream() -> Iterator[Endpoint]:
 
 
 @pytest.fixture(scope="module")
-def two_workers(upstream: Endpoint, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def two_workers(
+    upstream: Endpoint, tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]
+) -> Iterator[str]:
     """`moa serve --workers 2` on a configuration file of three streaming ChatOpenAI proposers and a
     streaming ChatOpenAI aggregator, all on ``upstream``."""
     path = _config(tmp_path_factory.mktemp("config"), upstream, proposers=3)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -22,14 +22,10 @@ MOA = str(Path(sys.executable).with_name("moa"))
 KEY = "local-serve-key-9876543210"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_moa_serve_answers_with_the_local_model_and_keeps_it_loaded(tmp_path: Path) -> None:
-    port = _free_port()
+def test_moa_serve_answers_with_the_local_model_and_keeps_it_loaded(
+    tmp_path: Path, free_port: Callable[[], int]
+) -> None:
+    port = free_port()
     log = tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     server = subprocess.Popen(

@@ -10,14 +10,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.integration_tests.test_config_file import config_file
 from tests.openai_endpoints import Endpoint, start_endpoint
 
 MOA = str(Path(sys.executable).with_name("moa"))
@@ -39,12 +38,12 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Endpoint, subprocess.Popen[str]]]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, config_file: Callable[..., Path], free_port: Callable[[], int]
+) -> Iterator[tuple[str, Endpoint, subprocess.Popen[str]]]:
     endpoint = start_endpoint(" ".join(["word"] * 200), token_delay=0.02)
     path = config_file(tmp_path_factory.mktemp("config"), endpoint.url, endpoint.url)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "KEY_A": endpoint.key, "KEY_B": endpoint.key, "MOA_SERVE_API_KEY": KEY}
     process = subprocess.Popen(
         [MOA, "serve", "--config", str(path), "--port", str(port), "--workers", "2", "--name", "moa"],

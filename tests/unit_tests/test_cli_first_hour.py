@@ -1,30 +1,21 @@
-"""A new user's first commands, run as the installed ``moa`` in a subprocess (no model answers here)."""
+"""A new user's first commands, run through ``moa``'s own entry point in this process (``moa`` fixture;
+no model answers here)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-MOA = str(Path(sys.executable).with_name("moa"))
-
-
-def _moa(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    return subprocess.run(
-        [MOA, *args], capture_output=True, text=True, timeout=60, env={**environment, **env}
-    )
-
 
 @pytest.mark.parametrize("question", ["", "   "])
-def test_an_empty_question_fails_at_once(question: str) -> None:
+def test_an_empty_question_fails_at_once(question: str, moa: Callable[..., Any]) -> None:
     started = time.monotonic()
-    done = _moa(question)
-    assert done.returncode == 2
+    done = moa(question)
+    assert done.code == 2
     assert (
         done.stderr.strip()
         == 'moa: error: the question is empty: ask something, e.g. moa "Why is the sky blue?"'
@@ -33,10 +24,10 @@ def test_an_empty_question_fails_at_once(question: str) -> None:
     assert time.monotonic() - started < 10  # no model was loaded
 
 
-def test_options_go_before_the_question_too() -> None:
+def test_options_go_before_the_question_too(moa: Callable[..., Any]) -> None:
     # A bad value proves the options were read as the question's options, before any model ran.
-    done = _moa("--json", "--max-tokens", "0", "Why is the sky blue?")
-    assert done.returncode == 2
+    done = moa("--json", "--max-tokens", "0", "Why is the sky blue?")
+    assert done.code == 2
     assert "--max-tokens: max_tokens must be an integer >= 1" in done.stderr
     assert "No such option" not in done.stderr
 
@@ -51,17 +42,17 @@ def test_options_go_before_the_question_too() -> None:
         (["--preset", "lokal", "hi"], "moa: error: unknown preset 'lokal'"),
     ],
 )
-def test_bad_usage_is_one_line_and_exit_code_2(args: list[str], line: str) -> None:
-    done = _moa(*args)
-    assert done.returncode == 2
+def test_bad_usage_is_one_line_and_exit_code_2(args: list[str], line: str, moa: Callable[..., Any]) -> None:
+    done = moa(*args)
+    assert done.code == 2
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith(line)
 
 
-def test_version_and_a_help_that_shows_how_to_ask_first() -> None:
+def test_version_and_a_help_that_shows_how_to_ask_first(moa: Callable[..., Any]) -> None:
     from importlib.metadata import version
 
-    assert _moa("--version").stdout.strip() == f"moa (langchain-moa) {version('langchain-moa')}"
-    help_text = _moa("--help").stdout
+    assert moa("--version").stdout.strip() == f"moa (langchain-moa) {version('langchain-moa')}"
+    help_text = moa("--help").stdout
     assert help_text.index('moa "Why is the sky blue?"') < help_text.index("Commands:")
     for option in ("--preset", "--reference-models", "--max-tokens", "--json", "--quiet"):
         assert option in help_text.split("Commands:")[0]
@@ -71,32 +62,21 @@ def test_version_and_a_help_that_shows_how_to_ask_first() -> None:
     ("model", "variable"),
     [("openai:gpt-4o-mini", "OPENAI_API_KEY"), ("anthropic:claude-sonnet-4-5", "ANTHROPIC_API_KEY")],
 )
-def test_a_missing_provider_key_is_one_line_naming_the_variable(model: str, variable: str) -> None:
-    done = _moa("hi", "--reference-models", model, "--aggregator", model)
-    assert done.returncode == 2  # bad usage: nothing ran
+def test_a_missing_provider_key_is_one_line_naming_the_variable(
+    model: str, variable: str, moa: Callable[..., Any]
+) -> None:
+    done = moa("hi", "--reference-models", model, "--aggregator", model)
+    assert done.code == 2  # bad usage: nothing ran
     assert done.stderr.splitlines() == [
         f"moa: error: no API key for {model.split(':')[0]} model '{model.split(':')[1]}': set {variable} "
         "(or use a local preset, which needs no key)"
     ]
 
 
-def test_help_texts_speak_to_users() -> None:
+def test_help_texts_speak_to_users(moa: Callable[..., Any]) -> None:
     for command in (["ask", "--help"], ["chat", "--help"], ["eval", "mt-bench", "--help"]):
-        text = _moa(*command).stdout
+        text = moa(*command).stdout
         assert "the seed" not in text.lower()  # the reference code's nickname means nothing to users
-
-
-def test_commands_that_call_no_model_do_not_import_the_engine() -> None:
-    # Start-up time is measured in benchmarks/RESULTS.md; this pins its cause: no LangGraph, no
-    # LangChain chat models until a command needs them.
-    code = (
-        "import sys; from langchain_moa.cli import app; "
-        "print(sorted(m for m in ('langgraph', 'langchain_core.language_models.chat_models', "
-        "'langchain_moa.chat_models', 'langsmith') if m in sys.modules))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
 
 
 def test_every_install_command_we_print_names_an_extra_exactly_as_declared() -> None:
@@ -110,7 +90,9 @@ def test_every_install_command_we_print_names_an_extra_exactly_as_declared() -> 
     root = Path(__file__).resolve().parents[2]
     extras = set(tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"])
     printed = [w.install_hint() for w in LOCAL_WEIGHTS.values()] + [p.needs for p in PRESETS.values()]
-    printed.append("\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))]))
+    printed.append(
+        "\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
+    )
     named = {
         e
         for text in printed
