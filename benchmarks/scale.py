@@ -167,7 +167,7 @@ def report(results: dict[str, Any]) -> str:
         f"(`benchmarks/scripted/`); each client is a conversation on a thread of its own, one turn after another for {results['seconds']} s "
         '(`client.runs.wait(thread_id, "moa", ...)` from the official SDK, the answer checked; with 2 workers the clients alternate '
         "between the two ports, as behind a load balancer). `langgraph dev` is the in-memory development "
-        "server; the Agent Server is `deploy/cluster.py` (langgraph-api on langgraph-runtime-pg, Postgres "
+        "server; the Agent Server is `deploy/cluster.py` (GraphHarbor's Agent Server and queue worker, Postgres "
         f"and Redis on this machine). Each server process runs at most {JOBS_PER_WORKER} runs at once.\n\n"
         + table(
             [
@@ -190,8 +190,8 @@ def report(results: dict[str, Any]) -> str:
         + "\n\n## A worker killed mid-run\n\n`test_a_worker_killed_mid_run_loses_and_duplicates_nothing`: "
         "two workers (5 runs at once each), ten threads with two runs each (the second enqueued behind the "
         "first), models on a simulated endpoint that stream for about a second per call; worker 1 gets "
-        "SIGKILL while at least three runs are in flight on it. The engine retries a run whose heartbeat "
-        "(in Redis, every second here) stops for two intervals, on the worker that is left. Figures of "
+        "SIGKILL while at least three runs are in flight on it. The engine gives a run whose lease its "
+        "worker stopped renewing (5 s here) to the worker that is left. Figures of "
         f"this run: {results['crash']}.\n"
     )
 

@@ -4,8 +4,9 @@
     python deploy/cluster.py status
     python deploy/cluster.py down    # stops everything it started; the data stays in .cluster/
 
-The workers are LangGraph's own Agent Server (``langgraph-api``) on the open Postgres and Redis runtime
-``langgraph-runtime-pg``, started with its ``langhost`` command (``pip install "langchain-moa[cluster]"``).
+The workers are GraphHarbor's Agent Server (the Agent Server API LangGraph's SDK and Studio speak) on its
+open Postgres and Redis runtime, started with its ``graphharbor`` command
+(``pip install "langchain-moa[cluster]"``).
 They serve this repository's ``langgraph.json``; the Postgres run queue hands each run to whichever
 worker is free, so a client may talk to any of them (or to a load balancer in front).
 
@@ -111,8 +112,8 @@ def _as_postgres_user() -> list[str]:
     return ["runuser", "-u", "postgres", "--"]
 
 
-def _run(command: list[str], what: str, log: Path | None = None) -> None:
-    done = subprocess.run(command, capture_output=True, text=True)
+def _run(command: list[str], what: str, log: Path | None = None, env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         detail = (done.stderr or done.stdout).strip().splitlines()
         where = f" (see {log})" if log else ""
@@ -146,7 +147,7 @@ def _start_postgres(cluster: Cluster, logs: Path) -> None:
 def _start_redis(cluster: Cluster, logs: Path) -> None:
     data = Path(cluster.dir) / "redis"
     data.mkdir(exist_ok=True)
-    # Redis carries streams and heartbeats between workers; what must last is in Postgres.
+    # Redis carries streams and wake-ups between workers; what must last (runs, leases) is in Postgres.
     _run([_program("redis-server", "apt-get install redis-server"), "--port", str(cluster.redis_port),
           "--bind", "127.0.0.1", "--daemonize", "yes", "--dir", str(data), "--save", "",
           "--pidfile", str(data / "redis.pid"), "--logfile", str(logs / "redis.log")],
@@ -156,6 +157,14 @@ def _start_redis(cluster: Cluster, logs: Path) -> None:
         if time.monotonic() > deadline:
             raise ClusterError(f"Redis did not open port {cluster.redis_port} (see {logs / 'redis.log'})")
         time.sleep(0.1)
+
+
+def _migrate(cluster: Cluster) -> None:
+    """The runtime's database schema, applied once before any worker starts (a worker refuses to start
+    without it, and several starting at once must not race to apply it)."""
+    server = _program("graphharbor", 'pip install "langchain-moa[cluster]"')
+    env = dict(os.environ) | {"DATABASE_URI": cluster.database_uri, "REDIS_URI": cluster.redis_uri}
+    _run([server, "migrate", "upgrade"], "the database migrations (graphharbor migrate upgrade)", env=env)
 
 
 def _reachable(uri: str, what: str, variable: str) -> None:
@@ -177,14 +186,16 @@ def worker(args: argparse.Namespace) -> None:
         raise ClusterError("a worker needs DATABASE_URI and REDIS_URI (or --database-uri and --redis-uri)")
     _reachable(database_uri, "Postgres", "DATABASE_URI")
     _reachable(redis_uri, "Redis", "REDIS_URI")
-    langhost = _program("langhost", 'pip install "langchain-moa[cluster]"')
+    server = _program("graphharbor", 'pip install "langchain-moa[cluster]"')
     config = Path(args.config).resolve()
     os.chdir(config.parent)  # the graphs' paths in langgraph.json are relative to it
     os.environ.setdefault("LOG_JSON", "true")  # one JSON object per log line, for any log shipper
-    # The runtime pins its langgraph-api: the server's "upgrade now" notice would break it if followed.
-    os.environ.setdefault("LANGGRAPH_NO_VERSION_CHECK", "true")
+    uris = ["--database-uri", database_uri, "--redis-uri", redis_uri]
+    # The queue worker executes runs; the API server beside it takes requests. Both are this worker:
+    # the queue worker is a child in its process group, so a worker killed or stopped stops both.
+    subprocess.Popen([server, "worker", "--config", str(config), *uris], stdin=subprocess.DEVNULL)
     serve = ["serve", "--host", args.host, "--port", str(args.port), "--config", str(config)]
-    os.execv(langhost, [langhost, *serve, "--database-uri", database_uri, "--redis-uri", redis_uri])
+    os.execv(server, [server, *serve, *uris])
 
 
 def _alive(pid: int) -> bool:
@@ -256,8 +267,8 @@ def up(args: argparse.Namespace) -> Cluster:
     if args.moa_config:
         env["MOA_CONFIG"] = str(Path(args.moa_config).resolve())
     env["N_JOBS_PER_WORKER"] = str(args.jobs_per_worker)
-    if args.heartbeat:
-        env["LG_BG_JOB_HEARTBEAT"] = str(args.heartbeat)
+    if args.lease:
+        env["GRAPHHARBOR_LEASE_SECONDS"] = str(args.lease)
     logs = directory / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     if sudo := _as_postgres_user():
@@ -269,8 +280,8 @@ def up(args: argparse.Namespace) -> Cluster:
     try:
         _start_postgres(cluster, logs)
         _start_redis(cluster, logs)
+        _migrate(cluster)
         for index in range(args.workers):
-            # One at a time: the first applies the database migrations, the others find them done.
             cluster.worker_pids.append(start_worker(cluster, index, config, env))
             cluster.save()
     except BaseException:
@@ -320,11 +331,11 @@ def _parser() -> argparse.ArgumentParser:
     up_.add_argument("--pg-port", type=int, default=5433)
     up_.add_argument("--redis-port", type=int, default=6380)
     up_.add_argument("--moa-config", help="a MoA configuration file (TOML) every run starts from")
-    # langhost's own default is 1 run at a time; 10 is LangGraph's (and `langgraph dev`'s).
+    # the server's own default is 1 run at a time; 10 is LangGraph's (and `langgraph dev`'s).
     up_.add_argument("--jobs-per-worker", type=int, default=10, help="runs one worker executes at once")
-    up_.add_argument("--heartbeat", type=float,
-                     help="seconds between a run's heartbeats; a run silent for twice as long is retried "
-                          "elsewhere (default 120)")  # fmt: skip
+    up_.add_argument("--lease", type=int,
+                     help="seconds a worker holds a run without renewing it; a dead worker's runs go to "
+                          "another after this long (at least 5; default 60)")  # fmt: skip
     one = commands.add_parser("worker", help="run one worker here, against a Postgres and Redis anywhere")
     one.add_argument("--host", default="127.0.0.1")
     one.add_argument("--port", type=int, default=8123)

@@ -121,10 +121,12 @@ def stand_ins(fields: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def make_graph(config: RunnableConfig, runtime: ServerRuntime | None = None) -> MoAGraph:
+def make_graph(config: RunnableConfig, *, runtime: ServerRuntime | None = None) -> MoAGraph:
     """Graph factory for ``langgraph.json``: the MoA graph of this assistant's configuration.
 
-    ``runtime``: why the server calls (LangGraph Server's factory API); ``None``, to run the graph."""
+    ``runtime``: why the server calls (LangGraph Server's factory API); ``None`` (a server that passes only
+    the configuration, or a caller), to run the graph. Keyword-only: servers that take a factory of one
+    configuration argument (GraphHarbor's) accept it too."""
     fields = configured_fields(config.get("configurable") or {})
     if runtime is not None and runtime.execution_runtime is None:
         # The server only reads this graph (drawing, schemas, state): no model needs to exist.

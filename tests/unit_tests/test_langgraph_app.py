@@ -31,7 +31,7 @@ def test_the_default_configuration_is_the_local_preset(
     )
     fields = configured_fields({})
     assert fields["proposers"] == ["local:qwen2.5-coder-0.5b"] * 3
-    graph = make_graph({"configurable": {}}, introspection)
+    graph = make_graph({"configurable": {}}, runtime=introspection)
     proposers = [f"layer 1 #{i} qwen2.5-coder-0.5b" for i in (1, 2, 3)]
     assert [n for n in graph.nodes if n.startswith("layer")] == proposers
 
@@ -50,7 +50,7 @@ def test_an_assistant_configuration_shapes_the_graph(
     fields = configured_fields(configurable)
     assert fields["proposers"] == ["a/x", "b/y"] and fields["layers"] == 3 and fields["max_tokens"] == 99
     assert fields["aggregator"] == "Qwen/Qwen2.5-72B-Instruct-Turbo"
-    graph = make_graph({"configurable": configurable}, introspection)  # drawn without a key
+    graph = make_graph({"configurable": configurable}, runtime=introspection)  # drawn without a key
     assert "layer 2 #2 y" in graph.nodes
 
 
@@ -80,13 +80,13 @@ def test_a_served_configuration_turns_staircase_on_and_checks_it(
     monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
     assert {"staircase", "staircase_layout", "proposer_max_tokens"} <= set(MoAConfiguration.model_fields)
     configurable = {"preset": "together", "staircase": 16, "proposer_max_tokens": 128}
-    graph = make_graph({"configurable": {**configurable}}, introspection)
+    graph = make_graph({"configurable": {**configurable}}, runtime=introspection)
     edges = {(e.source, e.target) for e in graph.get_graph().edges}
     assert ("__start__", "aggregator") in edges  # the aggregator runs beside the proposers
     with pytest.raises(MoAConfigError, match="staircase must be an integer >= 1"):
-        make_graph({"configurable": {"preset": "together", "staircase": 0}}, introspection)
+        make_graph({"configurable": {"preset": "together", "staircase": 0}}, runtime=introspection)
     with pytest.raises(MoAConfigError, match="staircase_layout must be 'auto', 'prefill' or 'turns'"):
-        make_graph({"configurable": {**configurable, "staircase_layout": "x"}}, introspection)
+        make_graph({"configurable": {**configurable, "staircase_layout": "x"}}, runtime=introspection)
 
 
 def test_a_preset_carries_any_option() -> None:

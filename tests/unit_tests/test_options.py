@@ -48,7 +48,7 @@ def test_presets_carry_an_aggregation_that_options_can_override() -> None:
 
 def test_a_served_configuration_is_checked_before_any_model_runs(introspection: object) -> None:
     with pytest.raises(MoAConfigError, match="max_tokens must be an integer >= 1, or unset"):
-        make_graph({"configurable": {"preset": "local", "max_tokens": "lots"}}, introspection)
+        make_graph({"configurable": {"preset": "local", "max_tokens": "lots"}}, runtime=introspection)
 
 
 def test_every_option_is_documented_and_served_with_its_documentation() -> None:
