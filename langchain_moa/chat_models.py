@@ -78,6 +78,7 @@ class MoAChatModel(MoAOptions, BaseChatModel):
     _rng: tuple[int | None, random.Random] | None = PrivateAttr(default=None)
     """``shuffle``'s random orders and the seed they come from (a copy with another seed makes its own)."""
     _models: list[BaseChatModel] = PrivateAttr(default_factory=list)
+    _answer_key: tuple[Any, dict[str, Any]] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _build_graph(self) -> Self:
@@ -158,8 +159,11 @@ class MoAChatModel(MoAOptions, BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        # The cache key: two configurations that could answer differently must never share it.
-        return {**self.answer_key(), "stop": self.stop}
+        # The cache key, made once per configuration and seed (core reads it on every call).
+        self._current_graph()
+        if self._answer_key is None or self._answer_key[0] != (self._graph_key, self.seed):
+            self._answer_key = ((self._graph_key, self.seed), self.answer_key())
+        return {**self._answer_key[1], "stop": self.stop}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         return ls_params(self, stop or self.stop, kwargs)
@@ -325,9 +329,8 @@ class MoAChatModel(MoAOptions, BaseChatModel):
     def _streams(self, kwargs: dict[str, Any]) -> bool:
         """Whether ``stream`` yields the tokens as they are written: not under core's opt-outs
         (``disable_streaming``, ``"tool_calling"`` with tools bound, ``streaming=False`` set)."""
-        if self.disable_streaming is True or (
-            self.disable_streaming == "tool_calling" and kwargs.get("tools")
-        ):
+        tools = bool(kwargs.get("tools"))
+        if self.disable_streaming is True or (self.disable_streaming == "tool_calling" and tools):
             return False
         return self.streaming or "streaming" not in self.model_fields_set
 

@@ -153,3 +153,15 @@ def test_a_cache_hit_with_token_counts_sums_only_token_counts(cache: InMemoryCac
     first, again = make().invoke("2+2?"), make().invoke("2+2?")
     assert again.usage_metadata == first.usage_metadata  # core keeps a hit's counts
     assert first.usage_metadata is not None and "total_cost" not in again.usage_metadata
+
+
+def test_the_cache_key_follows_fields_set_after_construction() -> None:
+    model = moa(aggregation="shuffle", seed=1)
+    key = model._get_llm_string()
+    assert model._get_llm_string() == key  # made once, the same each call
+    model.seed = 2
+    assert model._get_llm_string() != key
+    model.seed, model.temperature = 1, 0.5
+    assert model._get_llm_string() != key
+    model.temperature = None
+    assert model._get_llm_string() == key
