@@ -338,5 +338,5 @@ async def aggregate_once(
     chunks = [chunk async for chunk in chosen.answer(plan, model, references, **kwargs)]
     if plan.settled is not None:
         return plan.settled, plan.record, None
-    reply = add_ai_message_chunks(*chunks) if len(chunks) > 1 else (chunks or [AIMessageChunk(content="")])[0]
+    reply = add_ai_message_chunks(AIMessageChunk(content=""), *chunks)
     return reply.text, plan.record, usage_of(reply)
