@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -310,11 +310,14 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(cluster: Cluster) 
     assert asyncio.run(_histories(cluster.urls[0], threads)) == [_expected(i) for i in range(10)]
 
 
-def test_up_refuses_a_taken_port_naming_it_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    pg, redis, worker = _free_ports(3)
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", redis))
+def test_up_refuses_a_taken_port_naming_it_and_leaves_nothing_behind(
+    tmp_path: Path, free_port: Callable[[], int]
+) -> None:
+    pg, worker = free_port(), free_port()
+    with socket.socket() as taken:  # a port the system gives is one it can bind: no race with others
+        taken.bind(("127.0.0.1", 0))
         taken.listen()
+        redis = taken.getsockname()[1]
         done = _cluster(sys.executable, "up", "--dir", str(tmp_path / "c"), "--pg-port", str(pg),
                         "--redis-port", str(redis), "--port", str(worker))  # fmt: skip
     assert done.returncode == 1
@@ -324,11 +327,14 @@ def test_up_refuses_a_taken_port_naming_it_and_leaves_nothing_behind(tmp_path: P
 
 
 @pytest.mark.parametrize("unreachable", ["Postgres", "Redis"])
-def test_a_worker_that_cannot_reach_postgres_or_redis_says_so_and_exits_non_zero(unreachable: str) -> None:
-    closed, listening = _free_ports(2)
+def test_a_worker_that_cannot_reach_postgres_or_redis_says_so_and_exits_non_zero(
+    unreachable: str, free_port: Callable[[], int]
+) -> None:
+    closed = free_port()  # nothing listens there
     with socket.socket() as other:
-        other.bind(("127.0.0.1", listening))
+        other.bind(("127.0.0.1", 0))
         other.listen()
+        listening = other.getsockname()[1]
         pg, redis = (closed, listening) if unreachable == "Postgres" else (listening, closed)
         done = _cluster(sys.executable, "worker", "--database-uri", f"postgresql://moa@127.0.0.1:{pg}/moa",
                         "--redis-uri", f"redis://127.0.0.1:{redis}/0")  # fmt: skip
