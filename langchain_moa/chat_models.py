@@ -211,6 +211,7 @@ class MoAChatModel(MoAOptions, BaseChatModel):
             temperature=aggregator_kwargs.pop("temperature", None),
             max_tokens=aggregator_kwargs.pop("max_tokens", None),
             rng=self._orders(),  # after ``_current_graph``: checked
+            proposal_text=events.watching_proposal_text(),
             aggregator_kwargs=aggregator_kwargs,
         )
         config = run_config(self.layers, callbacks=child_callbacks(run_manager))

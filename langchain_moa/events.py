@@ -5,7 +5,7 @@ The graph's nodes send them on LangGraph's custom stream (``stream_mode="custom"
 for each layer and then the aggregator::
 
     ProposerStarted  a proposer's model call started (it holds a max_concurrency slot)
-    ProposalChunk    with ``staircase``: one streamed token of a last-layer proposal
+    ProposalChunk    one streamed token of a proposal (with ``staircase``, or for a live view)
     ProposalReady    a proposer answered, failed, timed out or was cut (the ``Proposal``)
     AggregatorStarted  the aggregator started, with how many references it got
     AggregatorRound  with ``staircase``: the aggregator took in a round of chunks and writes on
@@ -46,6 +46,7 @@ __all__ = [
     "observe",
     "observers",
     "unobserved",
+    "watching_proposal_text",
 ]
 
 
@@ -62,9 +63,11 @@ class ProposerStarted:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ProposalChunk:
-    """One streamed token of a proposal the aggregator reads while it is written (``staircase``)."""
+    """One streamed token of a proposal: one the aggregator reads while it is written (``staircase``),
+    or any proposal when an observer asked for ``proposal_text``."""
 
     node: str
+    layer: int
     index: int
     text: str
     kind: Literal["proposal_chunk"] = "proposal_chunk"
@@ -151,19 +154,25 @@ def emit(event: MoAEvent) -> None:
 Observer = Callable[[MoAEvent], None]
 
 _observers: ContextVar[tuple[Observer, ...]] = ContextVar("langchain_moa_observers", default=())
+_proposal_text: ContextVar[bool] = ContextVar("langchain_moa_proposal_text", default=False)
 
 
 @contextlib.contextmanager
-def observe(observer: Observer) -> Iterator[None]:
+def observe(observer: Observer, *, proposal_text: bool = False) -> Iterator[None]:
     """Send every event of the ``MoAChatModel`` calls made in this block to ``observer``.
 
     The observer is called in the order the events happen, from the task that runs the call; a MoA
-    used as a model inside another MoA reports to nobody (its events are its own graph's).
+    used as a model inside another MoA reports to nobody (its events are its own graph's). With
+    ``proposal_text``, every proposer streams its answer and each token is a ``ProposalChunk`` (for a
+    view that shows the proposals as they are written; a streamed proposal is retried by its model's
+    own client only, as a streamed answer is).
     """
     token = _observers.set((*_observers.get(), observer))
+    text = _proposal_text.set(_proposal_text.get() or proposal_text)
     try:
         yield
     finally:
+        _proposal_text.reset(text)
         _observers.reset(token)
 
 
@@ -172,11 +181,17 @@ def observers() -> tuple[Observer, ...]:
     return _observers.get()
 
 
+def watching_proposal_text() -> bool:
+    """Whether an observer of the current context asked for every proposal's tokens."""
+    return _proposal_text.get()
+
+
 @contextlib.contextmanager
 def unobserved() -> Iterator[None]:
     """No observers in this block (a MoA call's own graph runs so: its models report to nobody)."""
-    token = _observers.set(())
+    token, text = _observers.set(()), _proposal_text.set(False)
     try:
         yield
     finally:
+        _proposal_text.reset(text)
         _observers.reset(token)

@@ -1,6 +1,7 @@
 """The proposer node: one proposer in one layer answers the conversation, seeing the previous layer's
 answers. It never raises (see ``nodes``); it may be skipped when others already agree (``early_exit``,
-``cascade``) and, in the last layer with ``staircase``, streams its answer to the aggregator."""
+``cascade``) and, in the last layer with ``staircase``, streams its answer to the aggregator (and to
+a live view that asked for the proposals' text)."""
 
 from __future__ import annotations
 
@@ -102,17 +103,25 @@ class ProposerNode:
         messages = inject_references(
             proposer_view(state["messages"]), settings.options.aggregator_prompt, references
         )
-        kwargs = settings.call_kwargs(run_context(), proposer=True)
+        context = run_context()
+        kwargs = settings.call_kwargs(context, proposer=True)
         started: float | None = None
 
         async def call() -> BaseMessage:
             nonlocal started
             emit(ProposerStarted(node=self.name, layer=self.layer, index=self.index, model=self.label))
             started = time.perf_counter()
-            if staircase is None:
+            if staircase is None and not context.proposal_text:
                 return await self.model.ainvoke(messages, config, **kwargs)
             return await stream_proposal(
-                staircase, self.model, messages, config, kwargs, node=self.name, index=self.index
+                staircase,
+                self.model,
+                messages,
+                config,
+                kwargs,
+                node=self.name,
+                layer=self.layer,
+                index=self.index,
             )
 
         policy = settings.policy

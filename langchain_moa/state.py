@@ -62,6 +62,8 @@ class MoAContext:
     rng: random.Random | None = None
     """The random orders of ``aggregation="shuffle"`` for this run: the calling model's own sequence
     (its ``seed``), so that models differing only in their seed share one graph; ``None``: the graph's."""
+    proposal_text: bool = False
+    """Every proposer streams its answer, each token a ``ProposalChunk`` event (a live view asked)."""
     aggregator_kwargs: Mapping[str, Any] = field(default_factory=dict)
     """Extra call arguments for the aggregator alone: ``tools``/``tool_choice`` (bound with its own
     ``bind_tools``), ``stop`` and any other invocation keyword."""

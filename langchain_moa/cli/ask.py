@@ -1,16 +1,13 @@
 """``moa ask`` (also ``moa "question"``) and ``moa chat``: answers through ``MoAChatModel``.
 
 Both go the way any Python caller goes: ``MoAChatModel.ainvoke``, with a ``View`` observing the run
-events. ``moa chat --thread NAME`` keeps the conversation in LangGraph's SQLite checkpointer.
+events. ``moa chat --thread NAME`` keeps the conversation in a thread (``langchain_moa.threads``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -20,14 +17,12 @@ from langchain_moa.cli.output import View, as_json, consoles, fail, plain, summa
 from langchain_moa.errors import MoAError
 
 if TYPE_CHECKING:  # imported when a command runs: `moa --help` and `moa presets` start fast
-    from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
-    from langchain_core.runnables import RunnableConfig
-    from langgraph.graph.state import CompiledStateGraph
+    from langchain_core.messages import AIMessage, BaseMessage
     from rich.console import Console
 
     from langchain_moa.chat_models import MoAChatModel
 
-__all__ = ["ask", "build_model", "chat", "threads_path"]
+__all__ = ["ask", "build_model", "chat"]
 
 ShowProposalsOpt = Annotated[bool, typer.Option("--show-proposals", help="Print every proposal too.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print just the answer.")]
@@ -97,51 +92,15 @@ def note_if_cut(message: AIMessage, err: Console) -> None:
 async def _answer(
     moa: MoAChatModel, messages: Sequence[BaseMessage], view: View, thread: str | None = None
 ) -> AIMessage:
-    """Answer the conversation, ``view`` watching; with a ``thread``, ``messages`` is the new turn
-    and the thread's stored history comes first (every step is on disk before the next starts)."""
+    """Answer the conversation, ``view`` watching; with a ``thread``, ``messages`` is the new turn,
+    the thread's stored history comes first, and the answered turn is stored."""
     from langchain_moa.events import observe
+    from langchain_moa.threads import Threads
 
     with observe(view):
         if thread is None:
             return await moa.ainvoke(list(messages))  # type: ignore[return-value]
-        async with _thread_graph(moa) as graph:
-            state = await graph.ainvoke(
-                {"messages": list(messages)}, _thread_config(thread), durability="sync"
-            )
-    return state["messages"][-1]  # type: ignore[no-any-return]
-
-
-def threads_path() -> Path:
-    """The SQLite file of ``moa chat --thread``: ``$LANGCHAIN_MOA_DATA`` or the user's data directory."""
-    from platformdirs import user_data_path
-
-    folder = Path(os.environ.get("LANGCHAIN_MOA_DATA") or user_data_path("langchain-moa"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / "threads.sqlite"
-
-
-def _thread_config(thread: str) -> RunnableConfig:
-    return {"configurable": {"thread_id": thread}}
-
-
-@asynccontextmanager
-async def _thread_graph(moa: MoAChatModel) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
-    """A one-node chat graph around ``moa`` whose threads live in LangGraph's SQLite checkpointer."""
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-    from langgraph.graph import END, START, MessagesState, StateGraph
-
-    async def reply(state: MessagesState) -> dict[str, Any]:
-        return {"messages": [await moa.ainvoke(state["messages"])]}
-
-    graph = StateGraph(MessagesState).add_node("moa", reply).add_edge(START, "moa").add_edge("moa", END)
-    async with AsyncSqliteSaver.from_conn_string(str(threads_path())) as saver:
-        yield graph.compile(checkpointer=saver)
-
-
-async def _thread_messages(moa: MoAChatModel, thread: str) -> list[AnyMessage]:
-    async with _thread_graph(moa) as graph:
-        state = await graph.aget_state(_thread_config(thread))
-    return list(state.values.get("messages", []))
+        return await Threads().answer(moa, thread, messages)
 
 
 @model_options
@@ -164,12 +123,15 @@ def chat(
     moa = build_model(choice, err, quiet=quiet)
     from langchain_core.messages import AIMessage, HumanMessage
 
+    from langchain_moa.threads import Threads
+
     # One event loop for the whole session, as a provider's async client expects (not one per turn).
     with asyncio.Runner() as runner:
         history: list[BaseMessage] = []
         if thread is not None:
-            earlier = runner.run(_thread_messages(moa, thread))
-            plain(err, f"Thread {thread!r}: {len(earlier)} earlier messages ({threads_path()}).")
+            threads = Threads()
+            earlier = runner.run(threads.messages(thread))
+            plain(err, f"Thread {thread!r}: {len(earlier)} earlier messages ({threads.path}).")
         while True:
             try:
                 line = out.input(">>> ")

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP app: ``GET /v1/models`` and ``POST /v1/chat/completions`` over MoA.
+"""The HTTP app: OpenAI's ``GET /v1/models`` and ``POST /v1/chat/completions`` over MoA, the MoA's own
+endpoints (``moa_api``: the run's events, threads, options) and the page at ``/`` (``page``).
 
 Errors use OpenAI's JSON and status codes: 400 for a bad request (the field named), 401 for a missing
 or wrong key (compared in constant time; the key is never logged), 404 for an unknown model, 502 when
@@ -12,10 +13,11 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -27,17 +29,24 @@ from starlette.requests import ClientDisconnect
 
 from langchain_moa.costs import BudgetExceeded
 from langchain_moa.errors import InvalidConversationError, MoAConfigError, MoAError
-from langchain_moa.server.hosts import HostCheck
+from langchain_moa.server.hosts import HostCheck, foreign_page
 from langchain_moa.server.limits import Limits, Refused, read_body
 from langchain_moa.server.logs import RequestLog
-from langchain_moa.server.openai_format import (
-    completion,
-    error_body,
+from langchain_moa.server.moa_api import (
+    THREAD_PATTERN,
+    Run,
+    RunRequest,
+    event_stream,
+    options_description,
+    thread_record,
 )
-from langchain_moa.server.openapi import CHAT_OPENAPI, ERROR_RESPONSE, openapi
-from langchain_moa.server.requests import ResponseFormat, parse
+from langchain_moa.server.openai_format import completion, error_body
+from langchain_moa.server.openapi import CHAT_OPENAPI, ERROR_RESPONSE, EVENTS_OPENAPI, openapi
+from langchain_moa.server.page import add_page
+from langchain_moa.server.requests import ChatRequest, ResponseFormat, parse
 from langchain_moa.server.signing import ProposalSigner
-from langchain_moa.server.streams import Client, ClientGone, answer_events, whole_events
+from langchain_moa.server.streams import Client, ClientGone, Publish, answer_events, whole_events
+from langchain_moa.threads import Threads
 
 if TYPE_CHECKING:
     from langchain_core.messages import AIMessage, BaseMessage
@@ -48,6 +57,9 @@ __all__ = ["ModelRegistry", "create_app"]
 
 
 logger = logging.getLogger(__name__)
+
+Asked = TypeVar("Asked", bound=ChatRequest)
+Handler = Callable[[Request, RequestLog], Awaitable[Response]]
 
 
 class ModelRegistry:
@@ -112,11 +124,14 @@ def create_app(
     api_key: str | None = None,
     limits: Limits | None = None,
     signing_key: bytes | None = None,
+    threads: Threads | None = None,
 ) -> FastAPI:
     """The app serving ``registry``; with ``api_key``, every request must carry it as a bearer token.
     ``signing_key`` signs the proposals clients carry between calls (default: one of this process's;
-    replicas behind one address must share one)."""
+    replicas behind one address must share one). ``threads`` keeps the page's conversations (default:
+    ``langchain_moa.threads.threads_path()``)."""
     limits = limits or Limits()
+    threads = threads or Threads()
     signer = ProposalSigner(signing_key)
     app = FastAPI(title="langchain-moa", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.openapi = lambda: openapi(app, registry.names())  # type: ignore[method-assign]
@@ -163,31 +178,37 @@ def create_app(
         ]
         return JSONResponse({"object": "list", "data": data})
 
-    @app.post("/v1/chat/completions", openapi_extra=CHAT_OPENAPI)
-    async def chat(request: Request) -> Response:
-        log = RequestLog(request.method, request.url.path, content=limits.log_content)
-        response = await _chat(request, log)
-        log.status = response.status_code
-        if isinstance(response, StreamingResponse):
-            response.background = BackgroundTask(log.close)  # once the stream has ended
-        else:
-            log.close()
-        return response
+    def logged(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """``handler`` with its request logged once the answer has been sent (a stream's end)."""
 
-    async def _chat(request: Request, log: RequestLog) -> Response:
+        async def endpoint(request: Request) -> Response:
+            log = RequestLog(request.method, request.url.path, content=limits.log_content)
+            response = await handler(request, log)
+            log.status = response.status_code
+            if isinstance(response, StreamingResponse):
+                response.background = BackgroundTask(log.close)
+            else:
+                log.close()
+            return response
+
+        return endpoint
+
+    async def model_for(request: Request, log: RequestLog, kind: type[Asked]) -> tuple[Asked, Any] | Response:
+        """The request, checked by its model ``kind``, and the MoA it asks for (with its own options
+        and tools), or the refusal to send."""
         if refusal := refused(request):
             return refusal
         body = b""
         try:
             body = await read_body(request, limits)
-            chat_request = parse(body)
+            asked = parse(body, kind)
         except Refused as bad:
             log.model = _model_named(body)  # the log says which model a refused request asked for
             return _error(bad.status, str(bad), kind="invalid_request_error", param=bad.param, code=bad.code)
         except ClientDisconnect:
             return Response(status_code=499)
-        name = log.model = chat_request.model
-        log.asked(chat_request)
+        name = log.model = asked.model
+        log.asked(asked)
         if name not in registry.names():
             return _error(404, f"The model {name!r} does not exist; models: {', '.join(registry.names())}",
                           kind="invalid_request_error", param="model", code="model_not_found")  # fmt: skip
@@ -196,33 +217,46 @@ def create_app(
         except MoAError as error:
             return _error(503, f"The model {name!r} cannot run here: {error}", kind="invalid_request_error",
                           param="model", code="model_unavailable")  # fmt: skip
-        if chat_request.moa:
+        if asked.moa:
             try:
-                moa = await asyncio.to_thread(registry.get, name, chat_request.moa)
+                moa = await asyncio.to_thread(registry.get, name, asked.moa)
             except MoAConfigError as error:
-                field = next((f for f in chat_request.moa if str(error).startswith(f)), None)
+                field = next((f for f in asked.moa if str(error).startswith(f)), None)
                 return _error(400, f"moa: {error}", kind="invalid_request_error",
                               param=f"moa.{field}" if field else "moa")  # fmt: skip
-        if (chat_request.tools or chat_request.structured) and (reason := moa.why_no_tools()):
-            param = "tools" if chat_request.tools else "response_format"
+        if (asked.tools or asked.structured) and (reason := moa.why_no_tools()):
+            param = "tools" if asked.tools else "response_format"
             return _error(400, f"{param}: this MoA cannot honour it: {reason}", kind="invalid_request_error",
                           param=param)  # fmt: skip
-        if chat_request.tools:
-            tools = [tool.model_dump(exclude_none=True) for tool in chat_request.tools]
+        if asked.tools:
+            tools = [tool.model_dump(exclude_none=True) for tool in asked.tools]
             try:
-                moa = moa.bind_tools(tools, **chat_request.tool_kwargs())
+                moa = moa.bind_tools(tools, **asked.tool_kwargs())
             except (ValueError, TypeError) as error:
                 return _error(400, f"tools: {error}", kind="invalid_request_error", param="tools")
+        return asked, moa
+
+    def publisher(asked: ChatRequest, ignored: list[dict[str, Any]]) -> Publish:
+        def publish(moa: dict[str, Any] | None) -> dict[str, Any] | None:
+            """The ``moa`` record a client sees: signed, and saying which carried ones were ignored."""
+            if moa is not None and ignored:
+                moa = {**moa, "ignored_carried_proposals": ignored}
+            return signer.sign(moa, asked.transcript())
+
+        return publish
+
+    @app.post("/v1/chat/completions", openapi_extra=CHAT_OPENAPI)
+    @logged
+    async def chat(request: Request, log: RequestLog) -> Response:
+        prepared = await model_for(request, log, ChatRequest)
+        if isinstance(prepared, Response):
+            return prepared
+        chat_request, moa = prepared
+        name = chat_request.model
         try:
             (messages, ignored), kwargs = chat_request.conversation(signer), chat_request.call_kwargs()
             log.ignored = len(ignored)
-
-            def publish(moa: dict[str, Any] | None) -> dict[str, Any] | None:
-                """The ``moa`` record a client sees: signed, and saying which carried ones were ignored."""
-                if moa is not None and ignored:
-                    moa = {**moa, "ignored_carried_proposals": ignored}
-                return signer.sign(moa, chat_request.transcript())
-
+            publish = publisher(chat_request, ignored)
             client = Client(request)
             if chat_request.structured:  # the whole answer first: it is checked before it is sent
                 assert chat_request.response_format is not None
@@ -253,18 +287,74 @@ def create_app(
                 chunks, first, name, client, log, publish, include_usage=chat_request.include_usage
             )
             return StreamingResponse(events, media_type="text/event-stream")
-        except ClientGone:
-            return Response(status_code=499)
-        except BudgetExceeded as error:  # refused before any model ran
-            return _error(
-                400, str(error), kind="invalid_request_error", param="moa.max_cost", code="over_budget"
-            )
-        except (MoAConfigError, InvalidConversationError) as error:
-            return _error(400, str(error), kind="invalid_request_error", param="messages")
-        except MoAError as error:
-            return _error(502, str(error), kind="moa_error", code="moa_run_failed")
+        except Exception as error:
+            return _failed(error)
 
+    @app.post("/v1/moa/events", openapi_extra=EVENTS_OPENAPI)
+    @logged
+    async def run_events(request: Request, log: RequestLog) -> Response:
+        if refusal := refused(request) or cross_origin(request):
+            return refusal
+        prepared = await model_for(request, log, RunRequest)
+        if isinstance(prepared, Response):
+            return prepared
+        asked, moa = prepared
+        try:
+            (messages, ignored), kwargs = asked.conversation(signer), asked.call_kwargs()
+            log.ignored = len(ignored)
+            thread = asked.thread
+            run = Run(
+                (lambda: threads.answer(moa.bind(**kwargs), thread, messages))
+                if thread is not None
+                else (lambda: moa.ainvoke(messages, **kwargs))
+            )
+            client = Client(request)
+            try:
+                first = await run.first(client)
+            except BaseException:
+                client.close()
+                raise
+            events = event_stream(run, first, client, log, publisher(asked, ignored))
+            headers = {"Cache-Control": "no-store"}
+            return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+        except Exception as error:
+            return _failed(error)
+
+    @app.get("/v1/moa/threads/{thread}", responses={"default": ERROR_RESPONSE})
+    async def thread_messages(request: Request, thread: str) -> Response:
+        if refusal := refused(request) or cross_origin(request):
+            return refusal
+        if not re.fullmatch(THREAD_PATTERN, thread):
+            return _error(400, f"thread: {thread[:100]!r} is not a thread name ({THREAD_PATTERN})",
+                          kind="invalid_request_error", param="thread")  # fmt: skip
+        return JSONResponse(thread_record(thread, await threads.messages(thread)))
+
+    @app.get("/v1/moa/options", responses={"default": ERROR_RESPONSE})
+    async def options(request: Request) -> Response:
+        if refusal := refused(request) or cross_origin(request):
+            return refusal
+        return JSONResponse(options_description(registry.names()))
+
+    def cross_origin(request: Request) -> Response | None:
+        if (reason := foreign_page(request.headers, limits.cors_origins)) is not None:
+            return _error(403, reason, kind="invalid_request_error", code="cross_origin")
+        return None
+
+    add_page(app)
     return app
+
+
+def _failed(error: Exception) -> Response:
+    """The answer to a call that failed before its answer started (re-raised if it is no MoA failure)."""
+    if isinstance(error, ClientGone):
+        return Response(status_code=499)
+    if isinstance(error, BudgetExceeded):  # refused before any model ran
+        return _error(400, str(error), kind="invalid_request_error", param="moa.max_cost", code="over_budget")
+    if isinstance(error, MoAConfigError | InvalidConversationError):
+        return _error(400, str(error), kind="invalid_request_error", param="messages")
+    if isinstance(error, MoAError):
+        return _error(502, str(error), kind="moa_error", code="moa_run_failed")
+    raise error
 
 
 def _model_named(body: bytes) -> str | None:

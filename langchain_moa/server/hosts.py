@@ -1,6 +1,9 @@
-"""The names a server answers to: a request whose ``Host`` is not one of them is refused (DNS rebinding)."""
+"""Where a request may come from: a ``Host`` that is one of the server's names (DNS rebinding), and
+for the MoA's own endpoints, a page of the server's own origin or of one the operator allowed."""
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -8,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from langchain_moa.server.openai_format import error_body
 
-__all__ = ["HostCheck"]
+__all__ = ["HostCheck", "foreign_page"]
 
 
 class HostCheck:
@@ -44,3 +47,18 @@ class HostCheck:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def foreign_page(headers: Headers, allowed_origins: tuple[str, ...]) -> str | None:
+    """Why a request comes from a web page of another origin (``None``: from the server's own page, an
+    origin the operator allowed, or no page at all). Browsers say where a request comes from
+    (``Origin``, ``Sec-Fetch-Site``) and a page cannot change it."""
+    origin = headers.get("origin")
+    if origin is None or origin == "null":
+        if headers.get("sec-fetch-site") in ("cross-site", "same-site") or origin == "null":
+            return "a page of another origin may not use this endpoint"
+        return None
+    if urlsplit(origin).netloc.lower() == headers.get("host", "").lower() or origin in allowed_origins:
+        return None
+    allow = "the operator can allow it with --cors-origin"
+    return f"a page of {origin[:100]!r} may not use this endpoint ({allow})"

@@ -7,9 +7,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from langchain_moa.server.moa_api import RunRequest
 from langchain_moa.server.requests import ChatRequest
 
-__all__ = ["CHAT_OPENAPI", "ERROR_RESPONSE", "openapi"]
+__all__ = ["CHAT_OPENAPI", "ERROR_RESPONSE", "EVENTS_OPENAPI", "openapi"]
 
 
 ERROR_RESPONSE: dict[str, Any] = {
@@ -33,6 +34,22 @@ CHAT_OPENAPI: dict[str, Any] = {
 }
 """The chat endpoint reads its body itself (within the server's limits), so FastAPI cannot infer the
 schema: it is ``ChatRequest``'s, declared here for API tools (schemathesis, generated clients)."""
+
+EVENTS_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunRequest"}}},
+    },
+    "responses": {
+        "200": {
+            "description": "The run's events as server-sent events (langchain_moa.server.moa_api).",
+            "content": {"text/event-stream": {}},
+        },
+        "499": {"description": "The client left before the run started (nothing is sent)."},
+        "default": ERROR_RESPONSE,
+    },
+}
+"""The events endpoint's body: ``RunRequest``, a chat request that may continue a thread."""
 
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
@@ -61,11 +78,12 @@ def openapi(app: FastAPI, models: list[str]) -> dict[str, Any]:
         from fastapi.openapi.utils import get_openapi
 
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-        body = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.update(body.pop("$defs", {}))
-        body["properties"]["model"] = {"type": "string", "enum": models, "title": "Model"}
-        components["ChatRequest"] = body
+        for request in (ChatRequest, RunRequest):
+            body = request.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            body["properties"]["model"] = {"type": "string", "enum": models, "title": "Model"}
+            components[request.__name__] = body
         components["OpenAIError"] = _ERROR_SCHEMA
         app.openapi_schema = schema
     return app.openapi_schema

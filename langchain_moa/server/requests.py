@@ -13,7 +13,7 @@ does not know are ignored, as OpenAI-compatible servers do with vendor options.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import (
@@ -317,11 +317,13 @@ class ChatRequest(_Strict):
 
 # -- what reaches the server, before it is a request --------------------------------------------
 
+Request = TypeVar("Request", bound=ChatRequest)
 
-def parse(body: bytes) -> ChatRequest:
-    """The request, checked by its one model (JSON syntax, UTF-8 and nesting depth included)."""
+
+def parse(body: bytes, model: type[Request] = ChatRequest) -> Request:  # type: ignore[assignment]
+    """The request, checked by its one ``model`` (JSON syntax, UTF-8 and nesting depth included)."""
     try:
-        request = ChatRequest.model_validate_json(body)
+        request = model.model_validate_json(body)
     except ValidationError as error:
         problem = error.errors(include_url=False)[0]
         if problem["type"] == "json_invalid":

@@ -123,17 +123,19 @@ class Staircases:
 
 
 async def stream_proposal(
-    staircase: Staircase,
+    staircase: Staircase | None,
     model: ChatRunnable,
     messages: list[BaseMessage],
     config: RunnableConfig,
     kwargs: dict[str, Any],
     *,
     node: str,
+    layer: int,
     index: int,
 ) -> BaseMessage:
-    """Proposer ``index``'s whole proposal, each token handed to the aggregator as it arrives; cut
-    (``ProposalCut``) once the aggregator needs no more."""
+    """Proposer ``index``'s whole proposal, each token sent as a ``ProposalChunk`` event and, with a
+    ``staircase``, handed to the aggregator as it arrives; cut (``ProposalCut``) once the aggregator
+    needs no more."""
     chunks: list[AIMessageChunk] = []
     # Closed on leaving, not when garbage is collected: a cut proposal stops its HTTP stream at once.
     async with contextlib.aclosing(model.astream(messages, config, **kwargs)) as stream:
@@ -141,9 +143,10 @@ async def stream_proposal(
             chunk = as_chunk(raw)
             chunks.append(chunk)
             if chunk.text:
-                staircase.wrote(index, chunk.text)
-                emit(ProposalChunk(node=node, index=index, text=chunk.text))
-            if staircase.closed:
+                if staircase is not None:
+                    staircase.wrote(index, chunk.text)
+                emit(ProposalChunk(node=node, layer=layer, index=index, text=chunk.text))
+            if staircase is not None and staircase.closed:
                 raise ProposalCut("cut: the aggregator had used all its max_tokens")
     if not chunks:
         return AIMessage(content="")

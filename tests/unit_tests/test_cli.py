@@ -366,7 +366,7 @@ def test_the_live_view_shows_a_staircase_proposal_being_written() -> None:
     view = View(Console(file=screen, width=120), live=False, quiet=False, show_proposals=False)
     view(ProposerStarted(node="layer 1 #1 m", layer=1, index=1, model="m"))
     for word in ("Paris", " is", " the"):
-        view(ProposalChunk(node="layer 1 #1 m", index=1, text=word))
+        view(ProposalChunk(node="layer 1 #1 m", layer=1, index=1, text=word))
     view.console.print(view._render())
     assert " ".join(screen.getvalue().split()) == "layer 1 #1 m … writing, 3 tokens"
 
