@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import runpy
 import signal
 import socket
@@ -21,6 +22,20 @@ from langchain_moa.local.weights import WeightParts
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _threads_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Threads (``moa chat --thread``, the server's page) go to a folder of the test run, never to
+    the user's own data (subprocesses inherit it)."""
+    saved = os.environ.get("LANGCHAIN_MOA_DATA")
+    os.environ["LANGCHAIN_MOA_DATA"] = str(tmp_path_factory.mktemp("moa-data"))
+    yield
+    if saved is None:
+        del os.environ["LANGCHAIN_MOA_DATA"]
+    else:
+        os.environ["LANGCHAIN_MOA_DATA"] = saved
+
+
 # -- where the time goes: each group's tests and seconds, at the end of every run ------------------
 
 _SECONDS: Counter[str] = Counter()
@@ -33,6 +48,8 @@ def _group(item: pytest.Item) -> str:
         return "cluster"
     if "local_model" in markers:
         return "local model"
+    if "browser" in markers:
+        return "browser"
     return "unit" if "unit_tests" in item.path.parts else "integration"
 
 
@@ -50,7 +67,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not _TESTS:
         return
     terminalreporter.section("time by group")
-    for group in ("unit", "integration", "local model", "cluster"):
+    for group in ("unit", "integration", "browser", "local model", "cluster"):
         if _TESTS[group]:
             terminalreporter.write_line(f"{group:<12} {_TESTS[group]:>4} tests {_SECONDS[group]:>8.1f} s")
 

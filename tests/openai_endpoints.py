@@ -45,11 +45,13 @@ def wait_listening(port: int, process: subprocess.Popen[str], seconds: float = 6
         time.sleep(0.1)
 
 
-def serve_in_thread(app: Any) -> tuple[str, uvicorn.Server]:
-    """``app`` on a real uvicorn server on a free loopback port, in a daemon thread: its root URL.
-    The socket is bound here and handed to the server, so no other process can take the port."""
+def serve_in_thread(app: Any, port: int = 0) -> tuple[str, uvicorn.Server]:
+    """``app`` on a real uvicorn server on a free loopback port (or ``port`` again, after a server
+    on it stopped), in a daemon thread: its root URL. The socket is bound here and handed to the
+    server, so no other process can take the port."""
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port a stopped server held
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()

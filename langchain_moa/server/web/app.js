@@ -153,7 +153,8 @@ class Panel {
   }
 
   describe(cost) {
-    const parts = [this.usage ? tokens(this.usage) : "", cost === null ? "" : dollars(cost), seconds(this.latency)];
+    const ran = this.node.dataset.state !== "skipped";
+    const parts = [ran ? tokens(this.usage) : "", cost === null ? "" : dollars(cost), seconds(this.latency)];
     this.meta.textContent = parts.filter(Boolean).join(" · ");
   }
 }
