@@ -73,7 +73,8 @@ def serve(
         int, typer.Option(min=1, help="Worker processes behind the one port (each runs its own MoA).")
     ] = 1,
 ) -> None:
-    """Serve MoA over OpenAI's chat-completions API (/v1/chat/completions, /v1/models)."""
+    """Serve MoA over OpenAI's chat-completions API (/v1/chat/completions, /v1/models), with a page
+    at / where the proposals write side by side and the answer forms from them."""
     from langchain_moa.server import require_serve_extra
 
     _, err = consoles()
@@ -98,7 +99,7 @@ def serve(
     configured = build_model(choice, err)  # built now: a bad option fails before the server starts
     app = _app(settings, configured, api_key)
     plain(err, f"Serving {', '.join(app.state.registry.names())} at http://{host}:{port}/v1"
-               f"{' (key required)' if api_key else ''}"
+               f"{' (key required)' if api_key else ''}, the page at http://{host}:{port}/"
                f"{f' with {workers} worker processes' if workers > 1 else ''}; Ctrl-C stops.")  # fmt: skip
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         plain(err, f"Warning: {host} is reachable from other machines and no --api-key is set.")

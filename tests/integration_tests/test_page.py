@@ -176,7 +176,9 @@ def test_three_proposals_stream_side_by_side_and_the_answer_forms(
         token_delay=0.01,
         model_name="aggregator-model",
     )
-    prices = {name: {"input": 0.2, "output": 0.6} for name in ("qwen-1", "qwen-2", "qwen-3", "aggregator-model")}
+    prices = {
+        name: {"input": 0.2, "output": 0.6} for name in ("qwen-1", "qwen-2", "qwen-3", "aggregator-model")
+    }
     moa = MoAChatModel(proposers=proposers, aggregator=aggregator, prices=prices)
     served = _serve({"moa-test": lambda: moa}, threads)
     try:

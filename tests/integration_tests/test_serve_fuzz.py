@@ -61,6 +61,8 @@ def test_the_server_publishes_its_request_schema(url: str) -> None:
     request = schema["components"]["schemas"]["ChatRequest"]
     assert {"model", "messages", "stream", "moa"} <= set(request["properties"])
     assert request["required"] == ["model", "messages"]
+    events = schema["paths"]["/v1/moa/events"]["post"]["requestBody"]["content"]["application/json"]
+    assert events["schema"] == {"$ref": "#/components/schemas/RunRequest"}  # fuzzed too
 
 
 def test_schemathesis_finds_no_500_and_only_openai_shaped_errors(url: str, tmp_path: Path) -> None:

@@ -334,7 +334,8 @@ def test_a_configuration_file_and_a_served_configuration_carry_the_adaptive_opti
     )
     served = {"preset": "together", "cascade": 2, "early_exit": 0.67}
     edges = {
-        (e.source, e.target) for e in make_graph({"configurable": served}, runtime=introspection).get_graph().edges
+        (e.source, e.target)
+        for e in make_graph({"configurable": served}, runtime=introspection).get_graph().edges
     }
     assert any(
         source.startswith("layer 1 #1") and target.startswith("layer 1 #3") for source, target in edges

@@ -69,3 +69,28 @@ def test_observers_do_not_leak_into_other_tasks() -> None:
 
     asyncio.run(main())
     assert len([e for e in seen if isinstance(e, Answer)]) == 1
+
+
+def test_an_observer_that_asks_for_proposal_text_sees_every_proposal_written_token_by_token() -> None:
+    from langchain_moa.events import ProposalChunk
+
+    moa = _moa(layers=3)
+    seen: list[MoAEvent] = []
+    with observe(seen.append, proposal_text=True):
+        answer = moa.invoke("Q")
+    chunks = [e for e in seen if isinstance(e, ProposalChunk)]
+    for proposal in (e.proposal for e in seen if isinstance(e, ProposalReady)):
+        own = [c for c in chunks if c.node == proposal["node"]]
+        assert {(c.layer, c.index) for c in own} == {(proposal["layer"], proposal["index"])}
+        assert "".join(c.text for c in own) == proposal["content"] and len(own) == 2  # "idea", " N"
+    assert len(chunks) == 8
+    inner: list[MoAEvent] = []
+    with observe(inner.append):  # not asked: the proposers are not streamed, and answer alike
+        plain = moa.invoke("Q")
+    assert not [e for e in inner if isinstance(e, ProposalChunk)]
+    same = [
+        [{k: v for k, v in p.items() if k != "latency_s"} for p in layer]
+        for message in (plain, answer)
+        for layer in message.response_metadata["moa"]["layers"]
+    ]
+    assert same[: len(same) // 2] == same[len(same) // 2 :] and plain.usage_metadata == answer.usage_metadata
