@@ -137,7 +137,8 @@ def serve_simulated(mock: str, port: int, layers: int, options: dict[str, Any]) 
     from langchain_openai import ChatOpenAI
 
     from langchain_moa import MoAChatModel
-    from langchain_moa.server.app import ModelRegistry, create_app
+    from langchain_moa.server.app import create_app
+    from langchain_moa.server.registry import ModelRegistry
 
     class SimulatedModel(ChatOpenAI):
         # The simulated provider reads the older ``max_tokens`` field, which ChatOpenAI now sends as

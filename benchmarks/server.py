@@ -63,7 +63,8 @@ def wait_listening(port: int, process: subprocess.Popen[Any] | None = None, time
 def moa_app() -> Any:
     from langchain_moa import MoAChatModel
     from langchain_moa.fakes import ScriptedChatModel
-    from langchain_moa.server.app import ModelRegistry, create_app
+    from langchain_moa.server.app import create_app
+    from langchain_moa.server.registry import ModelRegistry
 
     moa = MoAChatModel(
         proposers=[ScriptedChatModel(answer="Rayleigh scattering of sunlight.") for _ in range(2)],
@@ -154,7 +155,8 @@ async def drops(clients: int = 200) -> dict[str, int]:
 
     from langchain_moa import MoAChatModel
     from langchain_moa.fakes import CallTally, ScriptedChatModel
-    from langchain_moa.server.app import ModelRegistry, create_app
+    from langchain_moa.server.app import create_app
+    from langchain_moa.server.registry import ModelRegistry
 
     tally = CallTally()
     moa = MoAChatModel(

@@ -14,7 +14,8 @@ import uvicorn
 
 from langchain_moa import MoAChatModel
 from langchain_moa.fakes import CallTally, ScriptedChatModel
-from langchain_moa.server.app import ModelRegistry, create_app
+from langchain_moa.server.app import create_app
+from langchain_moa.server.registry import ModelRegistry
 
 
 @dataclass

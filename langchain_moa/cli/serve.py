@@ -134,9 +134,10 @@ def _app(settings: dict[str, Any], configured: Any, api_key: str | None) -> Any:
     """The served app: the configured MoA under its name, and every preset that can run here."""
     from langchain_moa.models import unavailable_reason
     from langchain_moa.presets import PRESETS, preset_fields
-    from langchain_moa.server.app import ModelRegistry, create_app
+    from langchain_moa.server.app import create_app
     from langchain_moa.server.limits import Limits
     from langchain_moa.server.logs import configure as configure_logging
+    from langchain_moa.server.registry import ModelRegistry
 
     factories: dict[str, Any] = {settings["name"]: lambda: configured}
     # The presets that can run here too, each built on its first request; a configuration file says

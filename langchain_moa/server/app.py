@@ -14,9 +14,7 @@ import hmac
 import json
 import logging
 import re
-import threading
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -43,6 +41,7 @@ from langchain_moa.server.moa_api import (
 from langchain_moa.server.openai_format import completion, error_body
 from langchain_moa.server.openapi import CHAT_OPENAPI, ERROR_RESPONSE, EVENTS_OPENAPI, openapi
 from langchain_moa.server.page import add_page
+from langchain_moa.server.registry import ModelRegistry
 from langchain_moa.server.requests import ChatRequest, ResponseFormat, parse
 from langchain_moa.server.signing import ProposalSigner
 from langchain_moa.server.streams import Client, ClientGone, Publish, answer_events, whole_events
@@ -51,65 +50,14 @@ from langchain_moa.threads import Threads
 if TYPE_CHECKING:
     from langchain_core.messages import AIMessage, BaseMessage
 
-    from langchain_moa.chat_models import MoAChatModel
 
-__all__ = ["ModelRegistry", "create_app"]
+__all__ = ["create_app"]
 
 
 logger = logging.getLogger(__name__)
 
 Asked = TypeVar("Asked", bound=ChatRequest)
 Handler = Callable[[Request, RequestLog], Awaitable[Response]]
-
-
-class ModelRegistry:
-    """The MoA configurations a server runs, by name; each is built on first use and then kept (so
-    local models stay loaded between requests), each under a lock of its own (a slow first build
-    holds up no other model). A request's own options (the ``moa`` field) make a variant that shares
-    the configuration's models; the last ``VARIANTS`` variants are kept."""
-
-    VARIANTS = 64
-
-    def __init__(self, factories: Mapping[str, Callable[[], MoAChatModel]]) -> None:
-        self._factories = dict(factories)
-        self._built: dict[str, MoAChatModel] = {}
-        self._locks = {name: threading.Lock() for name in self._factories}
-        self._variants: OrderedDict[tuple[str, str], MoAChatModel] = OrderedDict()
-        self._variants_lock = threading.Lock()
-
-    def names(self) -> list[str]:
-        return list(self._factories)
-
-    def get(self, name: str, options: Mapping[str, Any] | None = None) -> MoAChatModel:
-        """The model called ``name``, with ``options`` (``MoAOptions`` fields) over its own.
-
-        Raises:
-            MoAConfigError: an option ``MoAOptions`` refuses (the message names it).
-        """
-        with self._locks[name]:
-            if name not in self._built:
-                self._built[name] = self._factories[name]()
-            model = self._built[name]
-        if not options:
-            return model
-        if "max_cost" in options and (limit := model.max_cost) is not None:
-            asked = options["max_cost"]  # a request may lower the operator's budget, never raise it
-            if asked is None or (
-                isinstance(asked, int | float) and not isinstance(asked, bool) and asked > limit
-            ):
-                raise MoAConfigError(f"max_cost must be at most the server's {limit}, got {asked!r}")
-        key = (name, json.dumps(options, sort_keys=True))
-        with self._variants_lock:
-            if (variant := self._variants.get(key)) is not None:
-                self._variants.move_to_end(key)
-                return variant
-        variant = model.model_copy(update=dict(options))
-        variant.graph  # noqa: B018 -- checked and built now: a bad value fails this request alone
-        with self._variants_lock:
-            self._variants[key] = variant
-            while len(self._variants) > self.VARIANTS:
-                self._variants.popitem(last=False)
-        return variant
 
 
 def _error(
@@ -293,7 +241,7 @@ def create_app(
     @app.post("/v1/moa/events", openapi_extra=EVENTS_OPENAPI)
     @logged
     async def run_events(request: Request, log: RequestLog) -> Response:
-        if refusal := refused(request) or cross_origin(request):
+        if refusal := cross_origin(request):
             return refusal
         prepared = await model_for(request, log, RunRequest)
         if isinstance(prepared, Response):
@@ -302,12 +250,13 @@ def create_app(
         try:
             (messages, ignored), kwargs = asked.conversation(signer), asked.call_kwargs()
             log.ignored = len(ignored)
-            thread = asked.thread
-            run = Run(
-                (lambda: threads.answer(moa.bind(**kwargs), thread, messages))
-                if thread is not None
-                else (lambda: moa.ainvoke(messages, **kwargs))
-            )
+
+            def call() -> Awaitable[AIMessage]:
+                if asked.thread is None:
+                    return moa.ainvoke(messages, **kwargs)  # type: ignore[no-any-return]
+                return threads.answer(moa.bind(**kwargs), asked.thread, messages)
+
+            run = Run(call)
             client = Client(request)
             try:
                 first = await run.first(client)

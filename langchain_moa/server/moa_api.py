@@ -30,7 +30,7 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage
@@ -152,7 +152,7 @@ def _frame(kind: str, data: dict[str, Any]) -> str:
     return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
 
 
-def thread_record(thread: str, messages: list[BaseMessage]) -> dict[str, Any]:
+def thread_record(thread: str, messages: Sequence[BaseMessage]) -> dict[str, Any]:
     """A thread's messages as ``GET /v1/moa/threads/{thread}`` gives them: role and text, and for an
     answer its usage and ``moa`` record (its proposals and costs)."""
     roles = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}

@@ -31,8 +31,9 @@ from starlette.routing import Route
 
 from langchain_moa import MoAChatModel
 from langchain_moa.fakes import CallTally, ScriptedChatModel
-from langchain_moa.server.app import ModelRegistry, create_app
+from langchain_moa.server.app import create_app
 from langchain_moa.server.page import PAGE_FILES
+from langchain_moa.server.registry import ModelRegistry
 from langchain_moa.threads import Threads
 from tests.openai_endpoints import serve_in_thread
 

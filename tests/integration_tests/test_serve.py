@@ -14,7 +14,8 @@ import pytest
 
 from langchain_moa import MoAChatModel
 from langchain_moa.fakes import CallTally, ScriptedChatModel
-from langchain_moa.server.app import ModelRegistry, create_app
+from langchain_moa.server.app import create_app
+from langchain_moa.server.registry import ModelRegistry
 from tests.openai_endpoints import serve_in_thread
 
 KEY = "serve-test-key-0123456789"

@@ -15,9 +15,10 @@ import pytest
 from langchain_moa import MoAChatModel
 from langchain_moa.fakes import CallTally, ScriptedChatModel
 from langchain_moa.options import per_request_options
-from langchain_moa.server.app import ModelRegistry, create_app
+from langchain_moa.server.app import create_app
 from langchain_moa.server.limits import Limits
 from langchain_moa.server.page import CONTENT_SECURITY_POLICY
+from langchain_moa.server.registry import ModelRegistry
 from langchain_moa.threads import Threads
 from tests.openai_endpoints import serve_in_thread
 

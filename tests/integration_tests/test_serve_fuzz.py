@@ -19,8 +19,9 @@ import pytest
 
 from langchain_moa import MoAChatModel
 from langchain_moa.fakes import ScriptedChatModel
-from langchain_moa.server.app import ModelRegistry, create_app
+from langchain_moa.server.app import create_app
 from langchain_moa.server.limits import Limits
+from langchain_moa.server.registry import ModelRegistry
 from tests.openai_endpoints import serve_in_thread
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

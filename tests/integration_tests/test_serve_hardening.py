@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 
 from langchain_moa import MoAChatModel
 from langchain_moa.fakes import CallTally, ScriptedChatModel
-from langchain_moa.server.app import ModelRegistry, create_app
+from langchain_moa.server.app import create_app
 from langchain_moa.server.limits import Limits
 from langchain_moa.server.logs import configure
+from langchain_moa.server.registry import ModelRegistry
 from tests.openai_endpoints import serve_in_thread
 
 KEY = "hardening-test-key-0123456789"

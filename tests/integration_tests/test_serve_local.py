@@ -77,7 +77,8 @@ def test_a_client_leaving_mid_stream_frees_the_local_model_slots(staircase: int 
     # With staircase the proposers are still writing when the answer starts: they stop too.
     from langchain_moa import MoAChatModel
     from langchain_moa.local.server import running_servers
-    from langchain_moa.server.app import ModelRegistry, create_app
+    from langchain_moa.server.app import create_app
+    from langchain_moa.server.registry import ModelRegistry
 
     moa = MoAChatModel.from_preset("local", max_tokens=400, temperature=0.7, staircase=staircase)
     url, server = serve_in_thread(create_app(ModelRegistry({"moa-local": lambda: moa})))
@@ -111,7 +112,8 @@ def test_structured_output_with_the_local_model_parses_or_fails_naming_why() -> 
     from pydantic import BaseModel
 
     from langchain_moa import MoAChatModel
-    from langchain_moa.server.app import ModelRegistry, create_app
+    from langchain_moa.server.app import create_app
+    from langchain_moa.server.registry import ModelRegistry
 
     class City(BaseModel):
         name: str

@@ -55,7 +55,7 @@ def test_shuffle_records_a_fresh_order_each_call_and_a_seed_repeats_them() -> No
 
 def test_models_that_differ_only_in_their_seed_share_one_graph_and_keep_their_own_orders() -> None:
     # A server makes a variant per request seed: building a graph for each would halve its throughput.
-    from langchain_moa.server.app import ModelRegistry
+    from langchain_moa.server.registry import ModelRegistry
 
     aggregator = ScriptedChatModel(answer="42")
     base, _ = _moa(aggregator, aggregation="shuffle")

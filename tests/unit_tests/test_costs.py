@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from langchain_moa import MoAChatModel, cli
 from langchain_moa.costs import BudgetExceeded, Pricer
 from langchain_moa.fakes import CallTally, ScriptedChatModel
-from langchain_moa.server.app import ModelRegistry, create_app
+from langchain_moa.server.app import create_app
+from langchain_moa.server.registry import ModelRegistry
 
 PRICES = {"p": {"input": 1.0, "output": 2.0}, "agg": {"input": 3.0, "output": 4.0}}
 
