@@ -95,3 +95,31 @@ def test_the_scale_report_shows_each_setup_its_errors_and_the_crash_figures() ->
         in report
     )
     assert report.rstrip().endswith("Figures of this run: runs started 20, retried 5.")
+
+
+def test_the_arithmetic_problems_are_fixed_by_their_seed_and_their_answers_read_back() -> None:
+    sys.path.insert(0, str(SCRIPT.parent))
+    import arithmetic
+
+    from langchain_moa.answers import number_answer
+
+    rows = arithmetic.problems(100, seed=2026)
+    assert rows == arithmetic.problems(100, seed=2026) and rows != arithmetic.problems(100, seed=1)
+    assert len({r["question"] for r in rows}) == 100
+    for row in rows:
+        assert str(row["question"]).endswith(arithmetic.INSTRUCTION)
+        assert isinstance(row["answer"], int) and row["answer"] > 0
+        assert number_answer(f"Answer: {row['answer']}. Because ...") == row["answer"]
+    # The first of each kind, worked by hand.
+    assert [(r["question"].split(" Reply")[0], r["answer"]) for r in rows[:5]] == [
+        ("Ben has 37 cookies. Ben buys 6 bags with 4 cookies in each, then gives away 15 cookies. "
+         "How many cookies does Ben have now?", 46),  # 37 + 6 * 4 - 15
+        ("Jonas has 21 stamps and finds 76 more. Jonas shares them equally among 8 friends and keeps "
+         "the 1 left over. How many stamps does each friend get?", 12),  # (21 + 76 - 1) / 8
+        ("Hugo buys 2 books at 11 dollars each and pays with 30 dollars. How many dollars of change "
+         "does Hugo get?", 8),  # 30 - 2 * 11
+        ("Ben collects 3 pencils on each weekday and 19 pencils on each day of the weekend. How many "
+         "pencils does Ben collect in 2 weeks?", 106),  # 2 * (5 * 3 + 2 * 19)
+        ("Dev has 16 cookies. Hugo has 3 times as many cookies as Dev, minus 6. How many cookies do "
+         "Hugo and Dev have together?", 58),  # 16 + 3 * 16 - 6
+    ]  # fmt: skip
