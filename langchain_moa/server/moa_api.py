@@ -109,7 +109,7 @@ async def event_stream(
     """The run's events as server-sent events, ending in ``answer`` or ``error``."""
     client.cancel_when_gone(run.task)
     try:
-        event: MoAEvent | _End = first if first is not None else await run.queue.get()
+        event: MoAEvent | _End = first if first is not None else _End()  # None: it ended at once
         while not isinstance(event, _End):
             if isinstance(event, Token):
                 log.token(event.chunk)

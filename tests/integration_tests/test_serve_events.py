@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from langchain_core.caches import InMemoryCache
 
 from langchain_moa import MoAChatModel
 from langchain_moa.fakes import CallTally, ScriptedChatModel
@@ -51,9 +52,11 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proposers=[ScriptedChatModel(answer=" ".join(["word"] * 300), token_delay=0.05, tally=tally)] * 2,
         aggregator=ScriptedChatModel(answer="never", tally=tally),
     )
+    cached = _moa(cache=InMemoryCache())
     registry = ModelRegistry(
-        {"moa-test": _moa, "moa-agreeing": lambda: _moa(early_exit=0.6), "moa-slow": lambda: slow}
-    )
+        {"moa-test": _moa, "moa-agreeing": lambda: _moa(early_exit=0.6), "moa-slow": lambda: slow,
+         "moa-cached": lambda: cached}
+    )  # fmt: skip
     threads = Threads(tmp_path_factory.mktemp("threads") / "threads.sqlite")
     root, server = serve_in_thread(
         create_app(registry, api_key=KEY, threads=threads, limits=Limits(max_body_bytes=64 * 1024))
@@ -118,6 +121,13 @@ def test_a_staircase_run_shows_its_rounds(url: str) -> None:
     rounds = [data for kind, data in events if kind == "aggregator_round"]
     assert rounds and rounds[-1]["complete"] is True
     assert events[-1][0] == "answer"
+
+
+def test_a_cached_answer_is_the_one_event_of_its_run(url: str) -> None:
+    first = _events(url, _ask("Cache me", model="moa-cached"))
+    again = _events(url, _ask("Cache me", model="moa-cached"))
+    assert len(first) > 1 and [kind for kind, _ in again] == ["answer"]
+    assert again[0][1]["content"] == first[-1][1]["content"] == "Synthesis of 1 messages."
 
 
 def test_a_run_that_fails_ends_with_an_error_event_naming_every_failed_proposer(url: str) -> None:
@@ -208,7 +218,7 @@ def test_a_client_that_leaves_stops_every_model_call(url: str) -> None:
 
 def test_the_options_a_request_may_set_are_described_with_their_documentation(url: str) -> None:
     described = httpx.get(f"{url}/v1/moa/options", headers=AUTH).json()
-    assert described["models"] == ["moa-test", "moa-agreeing", "moa-slow"]
+    assert described["models"] == ["moa-test", "moa-agreeing", "moa-slow", "moa-cached"]
     assert [o["name"] for o in described["request"]] == ["temperature", "max_tokens"]
     options = {o["name"]: o for o in described["moa"]}
     assert list(options) == per_request_options()
