@@ -375,7 +375,10 @@ def test_html_written_by_a_model_shows_as_text_and_never_runs(chromium: Browser,
     attack = '<img src=x onerror="window.pwned=1"> <script>window.pwned=2</script>'
     moa = MoAChatModel(
         proposers=[ScriptedChatModel(answer=f"Try this: {attack}")],
-        aggregator=ScriptedChatModel(answer=f"**Careful**: {attack} [link](javascript:window.pwned=3)"),
+        aggregator=ScriptedChatModel(
+            answer=f"**Careful**: {attack} [link](javascript:window.pwned=3) ![a pixel](/page/icon.svg) "
+            "[docs](https://example.org/)"
+        ),
     )
     served = _serve({"moa-test": lambda: moa}, threads)
     try:
@@ -384,7 +387,11 @@ def test_html_written_by_a_model_shows_as_text_and_never_runs(chromium: Browser,
         _answered(page)
         expect(page.locator(".panel .text")).to_contain_text('<img src=x onerror="window.pwned=1">')
         expect(page.locator(".answer .markdown")).to_contain_text("<script>window.pwned=2</script>")
-        page.locator(".answer a").click()  # a javascript: link lost its target
+        page.locator(".answer a", has_text="link").click()  # a javascript: link lost its target
+        expect(page.locator(".answer .markdown")).to_contain_text("[image: a pixel]")  # nothing fetched
+        docs = page.locator(".answer a", has_text="docs")
+        expect(docs).to_have_attribute("target", "_blank")
+        expect(docs).to_have_attribute("rel", "noopener noreferrer")
         assert page.locator("img, script:not([src])").count() == 0
         assert page.evaluate("() => window.pwned") is None
         assert console.errors == []

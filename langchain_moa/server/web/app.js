@@ -10,11 +10,23 @@ const SETTINGS = "moa-settings";
 
 const $ = (id) => document.getElementById(id);
 
-// A model's text is never HTML: raw HTML in Markdown is shown as text, and what marked makes is
-// sanitised by DOMPurify before it reaches the page.
+// A model's text is never HTML: raw HTML in Markdown is shown as text, an image as its description
+// (nothing is fetched for a model), and what marked makes is sanitised by DOMPurify before it reaches
+// the page. Links open in a new tab, which gets no hold on this one.
 const escapeHtml = (text) =>
   text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-marked.use({ renderer: { html: (token) => escapeHtml(token.text) } });
+marked.use({
+  renderer: {
+    html: (token) => escapeHtml(token.text),
+    image: (token) => escapeHtml(`[image: ${token.text}]`),
+  },
+});
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.tagName === "A") {
+    node.setAttribute("target", "_blank");
+    node.setAttribute("rel", "noopener noreferrer");
+  }
+});
 
 function renderMarkdown(element, text) {
   element.innerHTML = DOMPurify.sanitize(marked.parse(text));
