@@ -11,6 +11,7 @@ import asyncio
 import os
 import re
 import shutil
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -154,6 +155,19 @@ def _stop(served: Served) -> None:
     served.server.should_exit = True
 
 
+def _kill(served: Served) -> int:
+    """Stop the server at once (its streams cut, as when its process dies); its port, once closed."""
+    served.server.force_exit = served.server.should_exit = True
+    port = int(served.url.rsplit(":", 1)[1])
+    deadline = time.monotonic() + 30
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+        assert time.monotonic() < deadline, "the server did not stop"
+        time.sleep(0.05)
+
+
 WATCH_FIRST_TEXT = """() => {
   const seen = () => [...document.querySelectorAll(".panel .text")].some((t) => t.textContent.length);
   new MutationObserver((_, observer) => {
@@ -285,12 +299,7 @@ def test_a_reload_and_a_server_restart_keep_the_thread(chromium: Browser, thread
     expect(page.locator(".question")).to_have_text(["My name is Ada."])
     expect(page.locator(".panel")).to_have_count(2)  # the proposals are kept with the answer
 
-    _stop(served)  # a new server process on the same port and thread file
-    served.server.force_exit = True
-    port = int(served.url.rsplit(":", 1)[1])
-    deadline = time.monotonic() + 30
-    while served.server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
+    port = _kill(served)  # then a new server on the same port and thread file
     served = _serve({"moa-test": moa}, Threads(threads.path), port=port)
     try:
         page.reload()
@@ -485,17 +494,12 @@ def test_a_lost_connection_says_so_and_retry_answers(chromium: Browser, threads:
     page, console = _open(chromium, served.url)
     _ask(page, "Still there?")
     expect(page.locator(".panel .text").first).to_contain_text("word word", timeout=TIMEOUT_MS)
-    served.server.force_exit = True  # the server goes away mid-answer
-    _stop(served)
+    port = _kill(served)  # the server goes away mid-answer
     retry = page.get_by_role("button", name="Retry")
     expect(retry).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.locator(".answer .error")).to_contain_text("The connection to the server was lost")
     expect(page.locator('.panel[data-state="running"]')).to_have_count(0)  # nothing left spinning
 
-    port = int(served.url.rsplit(":", 1)[1])
-    deadline = time.monotonic() + 30
-    while served.server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
     served = _serve({"moa-test": lambda: MoAChatModel(proposers=[ScriptedChatModel(answer="idea")],
                                                       aggregator=ScriptedChatModel(answer="Back again."))},
                     threads, port=port)  # fmt: skip
