@@ -577,3 +577,36 @@ def test_the_page_shows_the_local_model_at_work(chromium: Browser, threads: Thre
         assert console.errors == []
     finally:
         _stop(served)
+
+
+def test_staircase_rounds_and_an_agreement_exit_are_shown_for_what_they_are(
+    chromium: Browser, threads: Threads
+) -> None:
+    def proposers() -> list[ScriptedChatModel]:
+        return [ScriptedChatModel(answer="Answer: 4. Two and two.", model_name=f"p{i}") for i in (1, 2, 3)]
+
+    staircase = MoAChatModel(
+        proposers=proposers(), aggregator=ScriptedChatModel(answer="Four, as all say."), staircase=2
+    )
+    agreeing = MoAChatModel(
+        proposers=proposers(), aggregator=ScriptedChatModel(answer="never"), early_exit=0.6
+    )
+    served = _serve({"moa-staircase": lambda: staircase, "moa-agreeing": lambda: agreeing}, threads)
+    try:
+        page, console = _open(chromium, served.url)
+        _ask(page, "2+2?")
+        _answered(page)
+        notes = page.locator(".answer .notes")
+        expect(notes).to_contain_text(re.compile(r"Staircase: round \d+, the proposals complete\."))
+        expect(notes.get_by_text("Staircase")).to_have_count(1)  # one line, updated round by round
+
+        page.get_by_label("Model").select_option("moa-agreeing")
+        _ask(page, "2+2?")
+        _answered(page, 1)
+        expect(page.locator(".answer .notes").nth(1)).to_contain_text(
+            re.compile(r"Proposals 1, 2, 3 agreed: the answer is proposal \d, the aggregator was skipped\.")
+        )
+        expect(page.locator(".answer .markdown").nth(1)).to_have_text("Answer: 4. Two and two.")
+        assert console.errors == []
+    finally:
+        _stop(served)

@@ -227,18 +227,24 @@ class Turn {
       case "proposal":
         this.panel(data.node, data.layer, data.index, data.model).finish(data);
         break;
-      case "agreed":
+      case "agreed": {
+        const calls = data.skipped.length === 1 ? "1 call" : `${data.skipped.length} calls`;
         this.note(
           data.chosen == null
-            ? `Proposals ${data.agreeing.join(", ")} of layer ${data.layer} agreed: ${data.skipped.length} calls skipped.`
+            ? `Proposals ${data.agreeing.join(", ")} of layer ${data.layer} agreed: ${calls} skipped.`
             : `Proposals ${data.agreeing.join(", ")} agreed: the answer is proposal ${data.chosen}, the aggregator was skipped.`,
         );
         break;
+      }
       case "aggregator_started":
         this.state.textContent = `${data.model} writes from ${data.references} proposals`;
         break;
       case "aggregator_round":
-        this.note(`Staircase round ${data.round}${data.complete ? " (the proposals are complete)" : ""}.`);
+        if (!this.rounds) {
+          this.rounds = el("span");
+          this.note(this.rounds);
+        }
+        this.rounds.textContent = `Staircase: round ${data.round}${data.complete ? ", the proposals complete" : ""}.`;
         break;
       case "token":
         this.write(data.text);
