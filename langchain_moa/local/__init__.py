@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 
 from langchain_moa.errors import MoAConfigError
@@ -32,6 +33,7 @@ __all__ = [
     "cache_dir",
     "is_embedded",
     "local_chat_model",
+    "local_embeddings",
     "require_local_extra",
     "weights_path",
 ]
@@ -94,6 +96,30 @@ def local_chat_model(name_or_path: str, *, slots: int = 4, **kwargs: Any) -> Bas
         **kwargs,
     }
     return ChatOpenAI(model=name, base_url=server.base_url, api_key=server.api_key, **options)
+
+
+def local_embeddings(name_or_path: str = "qwen2.5-coder-0.5b", *, slots: int = 2) -> Embeddings:
+    """Embeddings from a local model (mean-pooled by its own llama.cpp server, beside its chat one), for
+    ``agreement_embeddings``: free-text proposals agree when their embeddings are close.
+
+    A chat model's pooled states are a coarse embedding (a paraphrase and an unrelated sentence are
+    further apart than a dedicated embedding model puts them), so set ``agreement_threshold`` from your
+    own proposals; any GGUF embedding model's path gives better ones.
+
+    Args:
+        name_or_path: an embedded model or the path of any GGUF file.
+        slots: parallel requests its server takes.
+    """
+    require_local_extra()
+    from langchain_openai import OpenAIEmbeddings
+
+    from langchain_moa.local.server import serve
+
+    path, name = _model_file(name_or_path)
+    server = serve(path, slots=slots, embedding=True)
+    # llama.cpp counts its own tokens: no tiktoken chunking of the texts first.
+    return OpenAIEmbeddings(model=name, base_url=server.base_url, api_key=server.api_key,
+                            check_embedding_ctx_length=False, max_retries=0)  # fmt: skip
 
 
 def is_embedded(model: Any) -> bool:

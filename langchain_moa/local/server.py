@@ -41,27 +41,32 @@ class LocalServer:
     """The random key every request must carry."""
     slots: int
     threads: int
+    embedding: bool
+    """Serves embeddings (``/v1/embeddings``, mean pooling) instead of chat."""
     handle: Any
     """The ``xllamacpp.Server``; the server stops when it is released."""
 
 
-_servers: dict[Path, LocalServer] = {}
+_servers: dict[tuple[Path, bool], LocalServer] = {}
 _lock = threading.Lock()
 
 
-def serve(model_path: Path, *, slots: int = 4, threads: int | None = None) -> LocalServer:
+def serve(
+    model_path: Path, *, slots: int = 4, threads: int | None = None, embedding: bool = False
+) -> LocalServer:
     """The running server of ``model_path``, started if needed.
 
     Args:
         model_path: a verified GGUF file.
         slots: requests served at once (more queue).
         threads: CPU threads; never more than the cores this process may use.
+        embedding: a server of embeddings (mean-pooled), a second server beside the model's chat one.
     """
     import xllamacpp  # guarded by langchain_moa.local
 
     path = model_path.resolve()
     with _lock:
-        if server := _servers.get(path):
+        if server := _servers.get((path, embedding)):
             return server
         key = secrets.token_urlsafe(24)
         n_threads = min(threads or _cores(), _cores())
@@ -76,6 +81,9 @@ def serve(model_path: Path, *, slots: int = 4, threads: int | None = None) -> Lo
         params.api_keys = [key]
         params.verbosity = -1
         params.warmup = False
+        if embedding:
+            params.embedding = True
+            params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
         handle = xllamacpp.Server(params)
         server = LocalServer(
             model_path=path,
@@ -83,9 +91,10 @@ def serve(model_path: Path, *, slots: int = 4, threads: int | None = None) -> Lo
             api_key=SecretStr(key),
             slots=slots,
             threads=n_threads,
+            embedding=embedding,
             handle=handle,
         )
-        _servers[path] = server
+        _servers[(path, embedding)] = server
         return server
 
 

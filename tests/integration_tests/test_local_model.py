@@ -13,7 +13,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_openai import ChatOpenAI
 
 from langchain_moa import MoAChatModel
-from langchain_moa.local import LOCAL_WEIGHTS, is_embedded, local_chat_model, weights_path
+from langchain_moa.local import LOCAL_WEIGHTS, is_embedded, local_chat_model, local_embeddings, weights_path
 from langchain_moa.local.server import running_servers
 from langchain_moa.local.weights import _sha256
 
@@ -75,7 +75,9 @@ def test_staircase_on_the_local_model_continues_its_answer(moa: MoAChatModel) ->
 
 
 def test_one_shared_server_on_loopback_that_demands_its_key(moa: MoAChatModel) -> None:
-    (server,) = running_servers()  # every proposer and the aggregator share one server
+    (server,) = [
+        s for s in running_servers() if not s.embedding
+    ]  # every proposer and the aggregator share one server
     url = urlparse(server.base_url)
     assert url.hostname == "127.0.0.1"
     assert server.threads <= len(__import__("os").sched_getaffinity(0))
@@ -113,7 +115,7 @@ def test_an_input_beyond_the_local_context_fails_clearly(moa: MoAChatModel) -> N
 
 
 def _busy_slots() -> int:
-    (server,) = running_servers()
+    (server,) = [s for s in running_servers() if not s.embedding]
     key = server.api_key.get_secret_value()
     slots = httpx.get(
         server.base_url.removesuffix("/v1") + "/slots", headers={"Authorization": f"Bearer {key}"}, timeout=10
@@ -154,3 +156,36 @@ async def test_cancelling_a_local_call_frees_every_server_slot(moa: MoAChatModel
     await stream.aclose()
     await _wait_until_idle(15)
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+def test_the_local_model_offers_embeddings_that_let_free_text_proposals_agree() -> None:
+    import math
+
+    from langchain_moa.fakes import CallTally, ScriptedChatModel
+
+    embeddings = local_embeddings()
+    first, paraphrase, unrelated = embeddings.embed_documents(
+        ["The answer is 46 cookies.", "Ben ends with 46 cookies.", "Paris is the capital of France."]
+    )
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
+            sum(x * x for x in a) * sum(y * y for y in b)
+        )
+
+    assert len(first) == len(unrelated) > 100
+    assert cosine(first, paraphrase) > cosine(first, unrelated)
+    # Free text (no stated answer): three proposals that say the same agree by the local embeddings.
+    tally = CallTally()
+    text = "Sunlight scatters off the air's molecules, blue light the most."
+    moa = MoAChatModel(
+        proposers=[ScriptedChatModel(answer=text, model_name=f"p{i}") for i in (1, 2, 3)],
+        aggregator=ScriptedChatModel(answer="never", tally=tally),
+        early_exit=0.67,
+        agreement_embeddings=embeddings,
+    )
+    answer = moa.invoke("Why is the sky blue?")
+    assert answer.text == text and tally.finished + tally.running == 0
+    assert (
+        answer.response_metadata["moa"]["early_exit"]["why"] == "the most central of the agreeing proposals"
+    )
