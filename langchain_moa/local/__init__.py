@@ -118,7 +118,7 @@ def local_embeddings(name_or_path: str = "qwen2.5-coder-0.5b", *, slots: int = 2
     path, name = _model_file(name_or_path)
     server = serve(path, slots=slots, embedding=True)
     # llama.cpp counts its own tokens: no tiktoken chunking of the texts first.
-    return OpenAIEmbeddings(model=name, base_url=server.base_url, api_key=server.api_key,
+    return OpenAIEmbeddings(model=name, openai_api_base=server.base_url, openai_api_key=server.api_key,
                             check_embedding_ctx_length=False, max_retries=0)  # fmt: skip
 
 
