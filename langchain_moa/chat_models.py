@@ -196,8 +196,7 @@ class MoAChatModel(MoAOptions, BaseChatModel):
         kwargs: dict[str, Any],
         on_token: Callable[[AIMessageChunk], None] | None = None,
     ) -> ChatResult:
-        """Run the MoA graph: send its events to the observers and its tokens to the run (and to
-        ``on_token``)."""
+        """Run the MoA graph: its events go to the observers, its tokens to the run and ``on_token``."""
         check_conversation(messages)
         graph = self._current_graph()
         check_inputs(messages, self._models)

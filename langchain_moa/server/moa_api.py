@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -43,7 +42,7 @@ from langchain_moa.events import Answer, MoAEvent, ProposalReady, Token, observe
 from langchain_moa.options import MoAOptions, per_request_options
 from langchain_moa.server.openai_format import error_body, finish_reason_of, usage_of
 from langchain_moa.server.requests import MAX_TOKENS, ChatRequest
-from langchain_moa.server.streams import Client, Publish
+from langchain_moa.server.streams import Client, Publish, sse
 
 if TYPE_CHECKING:
     from langchain_moa.server.logs import RequestLog
@@ -121,17 +120,18 @@ async def event_stream(
         try:
             answer = run.task.result()
         except MoAError as error:
-            yield _frame("error", error_body(str(error), kind="moa_error", code="moa_run_failed")["error"])
+            yield sse(error_body(str(error), kind="moa_error", code="moa_run_failed")["error"], "error")
             return
         except Exception as error:  # anything else still ends the stream with an error the client reads
             logger.error("MoA run failed", exc_info=error)
             failure = error_body(f"{type(error).__name__}: {error}", kind="server_error")
-            yield _frame("error", failure["error"])
+            yield sse(failure["error"], "error")
             return
         log.answered(answer)
         record = publish(answer.response_metadata.get("moa"))
-        yield _frame("answer", {"content": answer.text, "finish_reason": finish_reason_of(answer),
-                                "usage": usage_of(answer), "moa": record})  # fmt: skip
+        answered = {"content": answer.text, "finish_reason": finish_reason_of(answer),
+                    "usage": usage_of(answer), "moa": record}  # fmt: skip
+        yield sse(answered, "answer")
     finally:
         await stop(run.task)
         client.close()
@@ -141,15 +141,12 @@ def _framed(event: MoAEvent) -> str | None:
     if isinstance(event, Answer):  # the call's result is sent instead, once it has returned
         return None
     if isinstance(event, Token):
-        return _frame("token", {"text": event.chunk.text}) if event.chunk.text else None
+        return sse({"text": event.chunk.text}, "token") if event.chunk.text else None
     if isinstance(event, ProposalReady):
-        return _frame(event.kind, dict(event.proposal))
+        return sse(dict(event.proposal), event.kind)
     data = dataclasses.asdict(event)
-    return _frame(data.pop("kind"), data)
-
-
-def _frame(kind: str, data: dict[str, Any]) -> str:
-    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
+    kind = data.pop("kind")
+    return sse(data, kind)
 
 
 def thread_record(thread: str, messages: Sequence[BaseMessage]) -> dict[str, Any]:

@@ -168,5 +168,7 @@ async def _read(
         events.put_nowait(None)
 
 
-def sse(data: dict[str, Any]) -> str:
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+def sse(data: dict[str, Any], event: str | None = None) -> str:
+    """One server-sent event: its JSON data, named ``event`` if given."""
+    named = f"event: {event}\n" if event else ""
+    return f"{named}data: {json.dumps(data, ensure_ascii=False)}\n\n"
